@@ -1,0 +1,22 @@
+"""Shared pydantic configuration for every wire model."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """Times on the wire are absolute: naive datetimes are refused, not guessed."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp needs a timezone, e.g. 2024-03-01T10:00:00Z")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+
+
+class WireModel(BaseModel):
+    """Frozen, strict about unknown fields, so a typo on the wire is an error, not silence."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)

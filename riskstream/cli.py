@@ -1,0 +1,168 @@
+"""The ``riskstream`` command: wires the parts together; nothing imports it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from riskstream.logs import configure_logging
+from riskstream.settings import Settings, load_settings
+from riskstream.stack import Stack, StackError
+
+app = typer.Typer(
+    help="riskstream: Moodle activity in, early risk alerts out.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+stack_app = typer.Typer(help="The embedded broker + Redis on loopback.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console()
+
+
+def _settings() -> Settings:
+    s = load_settings()
+    configure_logging(s.log_level, s.log_json)
+    return s
+
+
+def stack_from(s: Settings) -> Stack:
+    return Stack(
+        state_dir=s.state_dir,
+        kafka_port=s.kafka_port,
+        redis_port=s.redis_port,
+        broker_storage=s.broker_storage,
+        redis_appendonly=s.redis_appendonly,
+    )
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {msg}")
+    return typer.Exit(code)
+
+
+def _print_status(st_dict: dict[str, object]) -> None:
+    table = Table("service", "port", "pid", "running", "answering", "log")
+    for name in ("broker", "redis"):
+        svc = st_dict[name]
+        assert isinstance(svc, dict)
+        table.add_row(
+            name,
+            str(svc["port"]),
+            str(svc["pid"] or "-"),
+            "yes" if svc["running"] else "no",
+            "yes" if svc["answering"] else "no",
+            str(svc["log"]),
+        )
+    console.print(table)
+
+
+@stack_app.command("up")
+def stack_up(
+    topics: bool = typer.Option(True, help="Create the riskstream topics"),
+    partitions: int = typer.Option(4, min=1, help="Partitions per topic"),
+) -> None:
+    """Start broker and Redis on loopback and wait until both answer."""
+    s = _settings()
+    st = stack_from(s)
+    try:
+        status = st.up()
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    if topics:
+        from contracts import TOPICS
+        from riskstream.kafka_admin import ensure_topics
+
+        asyncio.run(ensure_topics(st.bootstrap, TOPICS.all(), partitions))
+    _print_status(status.as_dict())
+    console.print(f"kafka: [bold]{st.bootstrap}[/]  redis: [bold]{st.redis_url}[/]")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop broker and Redis (SIGTERM, then SIGKILL after 10 s)."""
+    s = _settings()
+    stack_from(s).down()
+    console.print("stack stopped")
+
+
+@stack_app.command("status")
+def stack_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show whether broker and Redis run and answer; exit 1 if either does not."""
+    s = _settings()
+    status = stack_from(s).status()
+    if as_json:
+        typer.echo(json.dumps(status.as_dict()))
+    else:
+        _print_status(status.as_dict())
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema(
+    out: Path = typer.Option(Path("schemas"), help="Folder for the JSON Schema files"),
+) -> None:
+    """Write the published JSON Schemas (events, alerts, risk scores, dead letters)."""
+    from contracts.schema import write_schemas
+
+    for path in write_schemas(out):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
+    """Round trip through the running stack: publish sample events and read them back."""
+    s = _settings()
+    from riskstream.smoke import round_trip
+
+    got = asyncio.run(round_trip(s.kafka_bootstrap, n=n))
+    table = Table("partition", "event id", "user", "course", "activity", "time")
+    for part, ev in got:
+        table.add_row(
+            str(part),
+            str(ev.event_id),
+            str(ev.user_id),
+            str(ev.course_id),
+            ev.activity.value,
+            ev.time.isoformat(),
+        )
+    console.print(table)
+    if len(got) != n:
+        raise _fail(f"sent {n} events but read back {len(got)}")
+    console.print(f"[green]round trip ok[/]: {n} events through {s.kafka_bootstrap}")
+
+
+@app.command()
+def demo() -> None:
+    """The main job: start the stack, send events through it and read them back, stop it."""
+    s = _settings()
+    st = stack_from(s)
+    from contracts import TOPICS
+    from riskstream.kafka_admin import ensure_topics
+    from riskstream.smoke import round_trip
+
+    try:
+        st.up()
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        asyncio.run(ensure_topics(st.bootstrap, TOPICS.all()))
+        got = asyncio.run(round_trip(st.bootstrap, n=6))
+        for part, ev in got:
+            console.print(f"partition {part}: {ev.model_dump_json()}")
+        console.print(f"[green]{len(got)} events published and read back[/] via {st.bootstrap}")
+    finally:
+        st.down()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

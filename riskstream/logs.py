@@ -1,0 +1,48 @@
+"""Structured logging for every command, with secrets scrubbed before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(token|secret|password|api_key|apikey|authorization)", re.I)
+_WSTOKEN = re.compile(r"(wstoken=)[^&\s]+", re.I)
+
+
+def scrub(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Blank values of secret-named keys and ``wstoken=`` inside any string value."""
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEYS.search(key) and value not in (None, ""):
+            event_dict[key] = "**********"
+        elif isinstance(value, str) and "wstoken" in value.lower():
+            event_dict[key] = _WSTOKEN.sub(r"\1**********", value)
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", json: bool = False) -> None:
+    lvl = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s")
+    for noisy in ("aiokafka", "faust", "mode", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            scrub,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,51 @@
+"""The one configuration object, read from ``RISKSTREAM_*`` environment variables."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob in one place. The CLI reads it; library code receives plain values.
+
+    The Moodle token is a SecretStr: its repr and str print ``**********``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RISKSTREAM_", env_file=None, extra="ignore")
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="host:port[,host:port]")
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    moodle_url: str = Field(default="", description="Base URL of the Moodle site")
+    moodle_token: SecretStr = Field(default=SecretStr(""), description="Web-service token")
+    site: str = Field(default="", description="Site id on events; defaults to the Moodle host")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model_registry: Path = Path("var/registry")
+    state_dir: Path = Path("var/stack")
+    data_dir: Path = Field(
+        default=Path("../shared/datasets/oulad"), description="OULAD Parquet folder"
+    )
+    # Embedded stack (riskstream stack up): loopback ports and durability.
+    kafka_port: int = Field(default=19092, ge=1, le=65535)
+    redis_port: int = Field(default=16379, ge=1, le=65535)
+    broker_storage: str = Field(
+        default="memory://tansu/", description="Tansu storage engine URL (memory:// or s3://)"
+    )
+    redis_appendonly: bool = True
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def site_id(self) -> str:
+        if self.site:
+            return self.site
+        if self.moodle_url:
+            from urllib.parse import urlparse
+
+            return urlparse(self.moodle_url).netloc or self.moodle_url
+        return "local"
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything riskstream needs on a fresh Debian machine (run as root).
+# Idempotent: steps already done are skipped. Needs no network beyond apt and PyPI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(redis-server php-cli docker-compose)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+# torch first: the CPU build 2.13.0 is on disk; any other request pulls gigabytes of CUDA.
+if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+  echo "==> pip install torch==2.13.0"
+  "$PY" -m pip install -q torch==2.13.0
+fi
+echo "==> pip install -e .[dev]"
+"$PY" -m pip install -q -e '.[dev]' 2>&1 | grep -vE "^WARNING: (Location|Running pip)" || true
+"$PY" -c 'import riskstream, contracts' && echo "==> installed"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# README command 2 (and CI): install what is missing, then lint, type-check and run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+PY=${PYTHON:-python3}
+echo "==> ruff"; "$PY" -m ruff check .
+echo "==> mypy"; "$PY" -m mypy
+if [ -d moodle_plugin ]; then
+  echo "==> php -l"
+  find moodle_plugin -name '*.php' -print0 | xargs -0 -n1 php -l >/dev/null
+fi
+echo "==> pytest"
+"$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@"
