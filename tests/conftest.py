@@ -13,7 +13,10 @@ import redis
 from riskstream.stack import Stack, free_port
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+SHARED = next(
+    (p / "shared" for p in REPO.parents if (p / "shared" / "datasets").is_dir()),
+    REPO.parent / "shared",
+)
 OULAD_DIR = Path(os.environ.get("RISKSTREAM_DATA_DIR", SHARED / "datasets" / "oulad"))
 MOODLE_RECORDED = SHARED / "moodle-recorded"
 
