@@ -105,7 +105,9 @@ class MoodleClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not base_url:
-            raise ValueError("Moodle URL is empty: set RISKSTREAM_MOODLE_URL (e.g. https://lms.example.edu)")
+            raise ValueError(
+                "Moodle URL is empty: set RISKSTREAM_MOODLE_URL (e.g. https://lms.example.edu)"
+            )
         if not token:
             raise ValueError("Moodle token is empty: set RISKSTREAM_MOODLE_TOKEN")
         self.base_url = base_url.rstrip("/")

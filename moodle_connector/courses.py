@@ -2,7 +2,7 @@
 
 Redis keys (see ARCHITECTURE.md):
 - ``rs:courses:{site}`` set of course ids seen
-- ``rs:cal:{site}:{course}`` ``CourseCalendar`` JSON (start = course startdate, quiz/assign deadlines)
+- ``rs:cal:{site}:{course}`` ``CourseCalendar`` JSON (startdate, quiz/assign deadlines)
 - ``rs:roster:{site}:{course}`` JSON ``{"teachers": [ids], "students": [ids], "synced": epoch}``
 """
 
@@ -45,7 +45,9 @@ def _utc(ts: int | float) -> datetime:
 
 async def fetch_calendar(client: MoodleClient, site: str, course_id: int) -> CourseCalendar:
     """Start from the course's startdate; deadlines from quiz close and assignment due dates."""
-    body = await client.call("core_course_get_courses_by_field", {"field": "id", "value": course_id})
+    body = await client.call(
+        "core_course_get_courses_by_field", {"field": "id", "value": course_id}
+    )
     courses = body.get("courses", [])
     if not courses:
         raise MoodleError(f"course {course_id} not found on {client.base_url}")

@@ -10,7 +10,11 @@ from contracts import DeadLetter
 
 
 def dead_letter(
-    payload: Any, reason: str, stage: str, error: BaseException | None = None, key: str | None = None
+    payload: Any,
+    reason: str,
+    stage: str,
+    error: BaseException | None = None,
+    key: str | None = None,
 ) -> DeadLetter:
     """Keep the raw payload byte-exact where it was bytes, else as JSON text."""
     if isinstance(payload, bytes | str):

@@ -112,7 +112,11 @@ class Enricher:
         if quiz is None or quiz.sumgrades <= 0 or quiz.grade <= 0 or ev.attempt_id is None:
             return ev
         attempt = next(
-            (a for a in await self.attempts(quiz.quiz_id, ev.user_id) if a.get("id") == ev.attempt_id),
+            (
+                a
+                for a in await self.attempts(quiz.quiz_id, ev.user_id)
+                if a.get("id") == ev.attempt_id
+            ),
             None,
         )
         if attempt is None or attempt.get("sumgrades") is None:
@@ -152,9 +156,7 @@ class Enricher:
         self, events: list[LmsEvent], rows: Mapping[int, Mapping[str, Any]]
     ) -> list[LmsEvent]:
         """Same events, same order; graded where Moodle knows the grade."""
-        todo = [
-            i for i, ev in enumerate(events) if ev.eventname in (QUIZ_SUBMITTED, USER_GRADED)
-        ]
+        todo = [i for i, ev in enumerate(events) if ev.eventname in (QUIZ_SUBMITTED, USER_GRADED)]
         if not todo:
             return events
         done = await asyncio.gather(*(self._one(events[i], rows[events[i].event_id]) for i in todo))

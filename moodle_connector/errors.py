@@ -101,9 +101,7 @@ def error_from_body(function: str, body: Mapping[str, Any]) -> MoodleError:
             f"'{PLUGIN_SERVICE}' which includes it.",
             **kw,
         )
-    if code in {"invalidrecord", "invalidrecordunknown"} and "external_functions" in (
-        msg + debug
-    ):
+    if code in {"invalidrecord", "invalidrecordunknown"} and "external_functions" in (msg + debug):
         return FunctionMissing(
             f"Moodle does not know {function}: install or upgrade the local_riskstream plugin, "
             "or the function was removed in this Moodle release.",

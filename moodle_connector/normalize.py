@@ -105,26 +105,30 @@ def normalize_row(row: Mapping[str, Any], site: str) -> LmsEvent:
     except (OverflowError, OSError, ValueError):
         raise NormalizeError(f"log row field 'timecreated' {timecreated} is not a time") from None
     try:
-        return LmsEvent(
-            site=site,
-            event_id=event_id,
-            user_id=user if user is not None else -1,
-            course_id=course if course is not None else -1,
-            time=time,
-            eventname=row.get("eventname") or "",
-            component=row.get("component") or "",
-            action=row.get("action") or "",
-            target=row.get("target") or "",
-            crud=row.get("crud") or "r",
-            edulevel=_int(row, "edulevel", optional=True) or 0,
-            cmid=cmid,
-            attempt_id=_int(row, "objectid", optional=True)
-            if row.get("objecttable") == "quiz_attempts"
-            else None,
+        return LmsEvent.model_validate(
+            dict(
+                site=site,
+                event_id=event_id,
+                user_id=user if user is not None else -1,
+                course_id=course if course is not None else -1,
+                time=time,
+                eventname=row.get("eventname") or "",
+                component=row.get("component") or "",
+                action=row.get("action") or "",
+                target=row.get("target") or "",
+                crud=row.get("crud") or "r",
+                edulevel=_int(row, "edulevel", optional=True) or 0,
+                cmid=cmid,
+                attempt_id=_int(row, "objectid", optional=True)
+                if row.get("objecttable") == "quiz_attempts"
+                else None,
+            )
         )
     except ValidationError as exc:
         parts = [
             f"field '{'.'.join(str(p) for p in e['loc']) or '(row)'}': {e['msg']}"
             for e in exc.errors(include_url=False)
         ]
-        raise NormalizeError(f"log row {event_id} is not a valid event: {'; '.join(parts)}") from None
+        raise NormalizeError(
+            f"log row {event_id} is not a valid event: {'; '.join(parts)}"
+        ) from None

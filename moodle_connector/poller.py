@@ -8,7 +8,7 @@ anywhere before the last step replays that page; event ids are log ids, so consu
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,12 +103,16 @@ class Poller:
             {"sinceid": since_id, "limit": self.page_size, "courseid": self.course_id},
         )
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-            raise MoodleError(f"{EVENTS_FUNCTION} returned no 'events' list", function=EVENTS_FUNCTION)
+            raise MoodleError(
+                f"{EVENTS_FUNCTION} returned no 'events' list", function=EVENTS_FUNCTION
+            )
         for w in body.get("warnings") or []:
             log.warning("moodle warning", function=EVENTS_FUNCTION, warning=w)
         return body
 
-    def split(self, rows: list[Any]) -> tuple[list[LmsEvent], list[tuple[Any, NormalizeError]], int]:
+    def split(
+        self, rows: list[Any]
+    ) -> tuple[list[LmsEvent], list[tuple[Any, NormalizeError]], int]:
         """Rows -> (events, rejected rows with reasons, count dropped on purpose)."""
         events: list[LmsEvent] = []
         bad: list[tuple[Any, NormalizeError]] = []
@@ -212,11 +216,5 @@ class Poller:
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake at once on shutdown."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
-
-
-def row_json(row: Any) -> str:
-    return json.dumps(row, sort_keys=True, default=str)

@@ -71,7 +71,10 @@ def load(name: str) -> bytes:
 def recorded_log() -> list[dict[str, Any]]:
     """The lab site's whole log (1705 rows) as recorded."""
     rows: list[dict[str, Any]] = []
-    for f in ("local_labevents_get_events_full_page1.json", "local_labevents_get_events_full_page2.json"):
+    for f in (
+        "local_labevents_get_events_full_page1.json",
+        "local_labevents_get_events_full_page2.json",
+    ):
         rows.extend(json.loads(load(f))["events"])
     return rows
 
@@ -83,7 +86,9 @@ def _error(name: str) -> bytes:
 class FakeMoodle:
     """Start with ``with FakeMoodle() as m: m.url``; mutate attributes to inject faults."""
 
-    def __init__(self, token: str = "fake-token-0123456789abcdef", *, log_ws_calls: bool = True) -> None:
+    def __init__(
+        self, token: str = "fake-token-0123456789abcdef", *, log_ws_calls: bool = True
+    ) -> None:
         self.token = token
         self.log_ws_calls = log_ws_calls
         info = json.loads(load("core_webservice_get_site_info.json"))
@@ -107,7 +112,9 @@ class FakeMoodle:
         self._templates = [
             r
             for r in recorded_log()
-            if r["edulevel"] == 2 and r["courseid"] == 2 and r["eventname"].endswith("_viewed")
+            if r["edulevel"] == 2
+            and r["courseid"] == 2
+            and r["eventname"].endswith("_viewed")
             and r["eventname"] != "\\mod_quiz\\event\\attempt_viewed"
         ]
         self._server: ThreadingHTTPServer | None = None
@@ -135,7 +142,9 @@ class FakeMoodle:
         self.add_rows(rows)
         return rows
 
-    def synthetic(self, n: int, users: Iterable[int] = range(4, 34), t: float | None = None) -> list[dict[str, Any]]:
+    def synthetic(
+        self, n: int, users: Iterable[int] = range(4, 34), t: float | None = None
+    ) -> list[dict[str, Any]]:
         """``n`` student activity rows in the recorded shape, ids after the current last."""
         us = list(users)
         start = self.last_id + 1
@@ -179,12 +188,26 @@ class FakeMoodle:
 
     def _ws_row(self, function: str) -> None:
         tpl = {
-            "eventname": WS_CALLED, "component": "core", "action": "called",
-            "target": "webservice_function", "objecttable": None, "objectid": None, "crud": "r",
-            "edulevel": 0, "contextid": 1, "contextlevel": 10, "contextinstanceid": 0, "userid": 2,
-            "courseid": 0, "relateduserid": None, "anonymous": 0,
-            "other": json.dumps({"function": function}), "timecreated": int(time.time()),
-            "origin": "ws", "ip": "127.0.0.1", "realuserid": None,
+            "eventname": WS_CALLED,
+            "component": "core",
+            "action": "called",
+            "target": "webservice_function",
+            "objecttable": None,
+            "objectid": None,
+            "crud": "r",
+            "edulevel": 0,
+            "contextid": 1,
+            "contextlevel": 10,
+            "contextinstanceid": 0,
+            "userid": 2,
+            "courseid": 0,
+            "relateduserid": None,
+            "anonymous": 0,
+            "other": json.dumps({"function": function}),
+            "timecreated": int(time.time()),
+            "origin": "ws",
+            "ip": "127.0.0.1",
+            "realuserid": None,
         }
         with self._lock:
             tpl = {"id": self.last_id + 1, **tpl}
@@ -215,13 +238,18 @@ class FakeMoodle:
                 course != 0 and course in self._courses[i:]
             )
         return (
-            '{"events":[' + ",".join(picked) + f'],"lastid":{last},"hasmore":'
-            + ("true" if more else "false") + ',"warnings":[]}'
+            '{"events":['
+            + ",".join(picked)
+            + f'],"lastid":{last},"hasmore":'
+            + ("true" if more else "false")
+            + ',"warnings":[]}'
         ).encode()
 
     # ---- functions -------------------------------------------------------------------------
     def existing(self) -> set[str]:
-        names = {f["name"] for f in json.loads(load("core_webservice_get_site_info.json"))["functions"]}
+        names = {
+            f["name"] for f in json.loads(load("core_webservice_get_site_info.json"))["functions"]
+        }
         names |= set(OTHER_EXISTING)
         if self.plugin_installed:
             names |= set(PLUGIN_FUNCTIONS)
@@ -250,9 +278,17 @@ class FakeMoodle:
             out = []
             for m in p.get("messages", []):
                 self.messages.append(m)
-                out.append({"msgid": len(self.messages), "clientmsgid": m.get("clientmsgid", ""),
-                            "text": f"<p>{m.get('text', '')}</p>", "timecreated": int(time.time()),
-                            "conversationid": 32, "useridfrom": 2, "candeletemessagesforallusers": True})
+                out.append(
+                    {
+                        "msgid": len(self.messages),
+                        "clientmsgid": m.get("clientmsgid", ""),
+                        "text": f"<p>{m.get('text', '')}</p>",
+                        "timecreated": int(time.time()),
+                        "conversationid": 32,
+                        "useridfrom": 2,
+                        "candeletemessagesforallusers": True,
+                    }
+                )
             return json.dumps(out).encode()
         if function == "core_course_get_courses_by_field":
             if str(p.get("value")) == "2":
@@ -293,7 +329,13 @@ class FakeMoodle:
             dup = aid in self.pushed
             if not dup:
                 self.pushed[aid] = a
-            results.append({"alertid": aid, "status": "duplicate" if dup else "stored", "notified": 0 if dup else 1})
+            results.append(
+                {
+                    "alertid": aid,
+                    "status": "duplicate" if dup else "stored",
+                    "notified": 0 if dup else 1,
+                }
+            )
         return json.dumps({"results": results, "warnings": []}).encode()
 
     # ---- the server ------------------------------------------------------------------------
