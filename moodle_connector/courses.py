@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from contracts import CourseCalendar, Deadline
 from moodle_connector.client import MoodleClient
-from moodle_connector.errors import MoodleError
+from moodle_connector.errors import MoodleError, stops_everything
 
 log = structlog.get_logger("moodle_connector.courses")
 
@@ -64,7 +64,7 @@ async def fetch_calendar(client: MoodleClient, site: str, course_id: int) -> Cou
                     Deadline(due=_utc(q["timeclose"]), kind="quiz", cmid=q.get("coursemodule"))
                 )
     except MoodleError as exc:
-        if exc.fatal:
+        if stops_everything(exc):
             raise
         log.warning("quiz deadlines unavailable", course=course_id, error=str(exc))
     if client.known_functions is None or "mod_assign_get_assignments" in client.known_functions:
@@ -77,7 +77,7 @@ async def fetch_calendar(client: MoodleClient, site: str, course_id: int) -> Cou
                             Deadline(due=_utc(a["duedate"]), kind="assignment", cmid=a.get("cmid"))
                         )
         except MoodleError as exc:
-            if exc.fatal:
+            if stops_everything(exc):
                 raise
             log.info("assignment deadlines unavailable", course=course_id, error=str(exc))
     deadlines.sort(key=lambda d: d.due)
@@ -152,7 +152,7 @@ class CourseSync:
             try:
                 await self.sync(course_id)
             except MoodleError as exc:
-                if exc.fatal:
+                if stops_everything(exc):
                     raise
                 self._synced[course_id] = now - self.refresh_s + 60  # retry in a minute
                 log.warning("course sync failed", course=course_id, error=str(exc))

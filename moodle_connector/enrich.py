@@ -16,7 +16,12 @@ import structlog
 
 from contracts import LmsEvent, activity_from_component
 from moodle_connector.client import MoodleClient
-from moodle_connector.errors import FunctionMissing, FunctionNotInService, MoodleError
+from moodle_connector.errors import (
+    FunctionMissing,
+    FunctionNotInService,
+    MoodleError,
+    stops_everything,
+)
 from moodle_connector.normalize import QUIZ_SUBMITTED, USER_GRADED, parse_other
 
 log = structlog.get_logger("moodle_connector.enrich")
@@ -147,7 +152,7 @@ class Enricher:
                     return await self._quiz(ev, row)
                 return await self._graded(ev, row)
             except MoodleError as exc:
-                if exc.fatal:
+                if stops_everything(exc):
                     raise
                 log.warning("grade enrichment skipped", event_id=ev.event_id, error=str(exc))
                 return ev

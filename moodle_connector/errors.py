@@ -79,6 +79,11 @@ class MoodleUnavailable(MoodleError):
     """Network errors, timeouts or 5xx persisted past the retry budget."""
 
 
+def stops_everything(exc: MoodleError) -> bool:
+    """Errors no call can survive (token, web services off); a missing optional function can."""
+    return isinstance(exc, InvalidToken | WebServicesDisabled)
+
+
 def error_from_body(function: str, body: Mapping[str, Any]) -> MoodleError:
     """Map one Moodle error body to the exception class that says what to do."""
     code = str(body.get("errorcode", ""))
