@@ -340,6 +340,10 @@ class FakeMoodle:
 
     # ---- the server ------------------------------------------------------------------------
     def handle(self, handler: BaseHTTPRequestHandler, query: str) -> None:
+        if handler.path == "/fake/stats":  # for benchmarks: how far the site's log has grown
+            stats = {"last_id": self.last_id, "rows": len(self._ids), "time": time.time()}
+            self._send(handler, 200, json.dumps(stats).encode(), "application/json")
+            return
         if handler.path.split("?")[0] != "/webservice/rest/server.php":
             handler.send_error(404)
             return
