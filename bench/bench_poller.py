@@ -70,7 +70,8 @@ async def drain(bootstrap: str, redis_url: str, backlog: int, page: int) -> floa
                 pass
             dt = time.perf_counter() - t0
         print(
-            f"drain: {poller.stats.published} events in {dt:.2f} s = {poller.stats.published / dt:,.0f} events/s"
+            f"drain: {poller.stats.published} events in {dt:.2f} s = "
+            f"{poller.stats.published / dt:,.0f} events/s"
         )
         return poller.stats.published / dt
     finally:
@@ -108,7 +109,8 @@ async def live(bootstrap: str, redis_url: str, rate: float, seconds: float, page
             await task
         q = statistics.quantiles(backlog_s, n=20)
         print(
-            f"live @ {rate:,.0f} rows/s for {seconds:.0f} s (page {page}): moved {moved / elapsed:,.0f} events/s; "
+            f"live @ {rate:,.0f} rows/s for {seconds:.0f} s (page {page}): "
+            f"moved {moved / elapsed:,.0f} events/s; "
             f"lag (unacked backlog) p50 {statistics.median(backlog_s):.2f} s, p95 {q[18]:.2f} s, "
             f"max {max(backlog_s):.2f} s; newest acked row age max {max(ages):.2f} s "
             f"(timecreated has 1 s resolution); outages {poller.stats.outages}"
