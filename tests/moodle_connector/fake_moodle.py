@@ -15,6 +15,7 @@ import bisect
 import copy
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -390,6 +391,10 @@ class FakeMoodle:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()  # headers and body are separate writes: no Nagle delay
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
