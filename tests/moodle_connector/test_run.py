@@ -110,3 +110,36 @@ def test_check_reports_functions_and_never_prints_the_token(
     out2, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "invalidtoken" in out2
     assert TOKEN not in out and TOKEN not in out2
+
+
+async def test_stop_during_a_hung_moodle_call_exits_within_the_grace(
+    stack: Stack, site_fake: FakeMoodle
+) -> None:
+    from moodle_connector.run import ConnectorConfig, run_connector
+
+    site_fake.add_synthetic(10)
+    cfg = ConnectorConfig(
+        site_fake.url,
+        TOKEN,
+        f"hang-{uuid.uuid4().hex[:6]}",
+        stack.bootstrap,
+        stack.redis_url,
+        timeout_s=20,
+        sink=False,
+        shutdown_grace_s=1.0,
+        enrich=False,
+    )
+    site_fake.timeout_sleep_s = 8
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_connector(cfg, stop))
+    for _ in range(200):  # wait until the site check passed and polling began
+        if site_fake.calls("local_riskstream_get_events"):
+            break
+        await asyncio.sleep(0.02)
+    site_fake.faults.extend(["timeout"] * 5)  # every following call hangs 8 s
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    stop.set()
+    stats = await asyncio.wait_for(task, 6)
+    assert 0.9 < time.monotonic() - t0 < 4  # waited the grace for the hung call, then cancelled
+    assert stats["poller"]["published"] >= 10
