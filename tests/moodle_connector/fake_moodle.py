@@ -99,6 +99,7 @@ class FakeMoodle:
         self.ws_enabled = True
         self.faults: deque[str] = deque()  # "500", "503", "timeout", "reset", "html"
         self.timeout_sleep_s = 3.0
+        self.hang: set[str] = set()  # functions that always take timeout_sleep_s to answer
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.pushed: dict[str, dict[str, Any]] = {}
         self.push_calls = 0
@@ -358,7 +359,7 @@ class FakeMoodle:
             handler.close_connection = True
             handler.connection.close()
             return
-        if fault == "timeout":
+        if fault == "timeout" or function in self.hang:
             time.sleep(self.timeout_sleep_s)
         if fault in ("500", "502", "503"):
             self._send(handler, int(fault), b"<html>Service unavailable</html>", "text/html")
