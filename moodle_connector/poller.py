@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from contracts import TOPICS, LmsEvent, encode
 from moodle_connector.client import MoodleClient, RetryPolicy
@@ -192,7 +194,8 @@ class Poller:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop``; full pages follow at once, an empty log waits ``idle_s``.
 
-        Outages (MoodleUnavailable after the client's own retries) back off and resume;
+        Outages (MoodleUnavailable after the client's own retries, broker or Redis errors)
+        back off and resume;
         fatal errors (token, service, web services off) propagate to the caller.
         """
         failures = 0
@@ -200,9 +203,10 @@ class Poller:
             try:
                 page = await self.poll_once()
                 failures = 0
-            except MoodleError as exc:
-                if exc.fatal:
+            except (MoodleError, KafkaError, RedisError, OSError) as exc:
+                if isinstance(exc, MoodleError) and exc.fatal:
                     raise
+                # Moodle, broker or Redis away: the cursor did not move, so retrying is safe.
                 failures += 1
                 self.stats.outages += 1
                 delay = self.outage_backoff.delay(failures)

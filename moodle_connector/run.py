@@ -159,7 +159,7 @@ async def run_connector(cfg: ConnectorConfig, stop: asyncio.Event | None = None)
     try:
         report = await check_site(client)
         log.info("connected", site=cfg.site, sitename=report.sitename, release=report.release)
-        if "local_riskstream_get_events" in report.missing_required:
+        if cfg.poll and "local_riskstream_get_events" in report.missing_required:
             from moodle_connector.errors import FunctionMissing
 
             raise FunctionMissing(

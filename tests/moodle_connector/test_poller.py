@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from redis.asyncio import Redis
 
 from contracts import DeadLetter, LmsEvent, decode, decode_event
@@ -78,6 +79,10 @@ async def test_pages_whole_recorded_log_in_order_per_student(
     assert poller.stats.dropped >= len(rows) - len(want)  # + the fake's own ws-call rows
 
 
+class Killed(Exception):
+    """Stands for the process dying (not an outage the poller would ride out)."""
+
+
 class CrashAfter:
     """A producer that dies while page ``n`` is in flight (sends done, acks not awaited)."""
 
@@ -88,7 +93,7 @@ class CrashAfter:
         fut = await self.inner.send(topic, value=value, key=key)
         self.left -= 1
         if self.left < 0:
-            raise ConnectionError("killed mid-page")
+            raise Killed("killed mid-page")
         return fut
 
 
@@ -107,7 +112,7 @@ async def test_kill_mid_page_resumes_without_gap(
         client, CrashAfter(producer, 3, page_size), aredis, topics, page_size=page_size
     )
     stop = asyncio.Event()
-    with pytest.raises(ConnectionError):
+    with pytest.raises(Killed):
         await crashing.run(stop)
     await producer.flush()
     cursor = await Cursor(aredis, SITE).get()
@@ -145,6 +150,47 @@ async def test_outage_backs_off_and_resumes(
     assert poller.stats.outages >= 2
     got = await events_on(stack, topics.events, len(want))
     assert sorted(ev.event_id for ev in got) == want
+
+
+class FlakyBroker:
+    """Sends fail with a broker timeout ``fail`` times after ``ok`` successful sends."""
+
+    def __init__(self, inner: AIOKafkaProducer, ok: int, fail: int) -> None:
+        self.inner, self.ok, self.fail = inner, ok, fail
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+        if self.ok <= 0 and self.fail > 0:
+            self.fail -= 1
+            raise KafkaTimeoutError()
+        self.ok -= 1
+        return await self.inner.send(topic, value=value, key=key)
+
+
+async def test_broker_errors_back_off_and_replay_the_page(
+    stack: Stack,
+    fake: FakeMoodle,
+    client: MoodleClient,
+    producer: AIOKafkaProducer,
+    aredis: Redis,
+    topics: Topics,
+) -> None:
+    fake.log_ws_calls = False
+    rows = fake.add_synthetic(1000)
+    poller = make_poller(
+        client, FlakyBroker(producer, ok=450, fail=3), aredis, topics, page_size=300
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(poller.run(stop))
+    for _ in range(300):
+        if await Cursor(aredis, SITE).get() >= rows[-1]["id"]:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert poller.stats.outages == 3
+    got = [ev.event_id for ev in await events_on(stack, topics.events, 1150)]
+    assert set(got) == {r["id"] for r in rows}
+    assert len(got) - len(rows) == 150  # the half-sent second page went out again
 
 
 async def test_invalid_token_stops_the_poller(
