@@ -151,7 +151,11 @@ class Poller:
         if self.courses is not None and events:
             await self.courses.seen({ev.course_id for ev in events})
         if self.enricher is not None and events:
-            by_id = {int(r["id"]): r for r in rows if isinstance(r, Mapping) and "id" in r}
+            by_id = {
+                int(r["id"]): r
+                for r in rows
+                if isinstance(r, Mapping) and str(r.get("id", "")).isdigit()
+            }
             events = await self.enricher.enrich(events, by_id)
         futures = [
             await self.producer.send(self.events_topic, value=encode(ev), key=ev.key)

@@ -129,13 +129,14 @@ class FakeMoodle:
     def last_id(self) -> int:
         return self._ids[-1] if self._ids else 0
 
-    def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Append rows (ids must grow); rows are stored as their JSON text."""
+    def add_rows(self, rows: Iterable[Any]) -> None:
+        """Append rows (ids must grow); stored as JSON text. Malformed rows are allowed."""
         with self._lock:
             for r in rows:
-                rid = int(r["id"]) if isinstance(r.get("id"), int) else self.last_id + 1
+                d = r if isinstance(r, dict) else {}
+                rid = int(d["id"]) if isinstance(d.get("id"), int) else self.last_id + 1
                 self._ids.append(rid)
-                c = r.get("courseid")
+                c = d.get("courseid")
                 self._courses.append(c if isinstance(c, int) else -1)
                 self._json.append(json.dumps(r, separators=(",", ":")))
 

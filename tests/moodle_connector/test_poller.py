@@ -215,18 +215,19 @@ async def test_malformed_row_goes_to_dead_letter_and_cursor_moves_on(
     fake.log_ws_calls = False
     good = fake.add_synthetic(3)
     bad = dict(good[0], id=fake.last_id + 1, timecreated="yesterday")
-    fake.add_rows([bad])
+    fake.add_rows([bad, ["not", "an", "object"], dict(good[1], id="x")])
     tail = fake.add_synthetic(2)
-    poller = make_poller(client, producer, aredis, topics, page_size=100)
+    poller = make_poller(client, producer, aredis, topics, page_size=100, enricher=Enricher(client))
     page = await poller.poll_once()
-    assert page.published == 5 and page.dead == 1
+    assert page.published == 5 and page.dead == 3
     assert await Cursor(aredis, SITE).get() == tail[-1]["id"]
-    dead = [
-        decode(DeadLetter, v) for _, v in await read_topic(stack.bootstrap, topics.dead, 1) if v
-    ]
-    assert len(dead) == 1
-    assert dead[0].stage == "connector.normalize" and "timecreated" in dead[0].reason
-    assert json.loads(dead[0].payload)["id"] == bad["id"]
+    raw = await read_topic(stack.bootstrap, topics.dead, 3)
+    dead = [decode(DeadLetter, v) for _, v in raw if v]
+    assert len(dead) == 3 and all(d.stage == "connector.normalize" for d in dead)
+    reasons = " | ".join(d.reason for d in dead)
+    assert "timecreated" in reasons and "expected an object" in reasons and "'id'" in reasons
+    payload_ids = [json.loads(d.payload).get("id") for d in dead if d.payload.startswith("{")]
+    assert bad["id"] in payload_ids
 
 
 async def test_quiz_submissions_get_the_attempt_grade_and_courses_sync(
