@@ -28,6 +28,7 @@ import numpy as np
 import redis.exceptions
 import structlog
 import torch
+from aiokafka.errors import KafkaError
 
 from contracts import (
     TOPICS,
@@ -70,6 +71,7 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     OSError,
+    KafkaError,
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis.asyncio as aredis
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from contracts import TOPICS
 from stream_app.inference import InferenceEngine
@@ -138,5 +138,3 @@ async def run_aiokafka(cfg: WorkerConfig, stop: asyncio.Event | None = None) -> 
         await consumer.stop()
         await rt.stop()
 
-
-__all__ = ["Runtime", "TopicPartition", "WorkerConfig", "run_aiokafka"]
