@@ -49,14 +49,16 @@ class Runtime:
         self.cfg = cfg
         self.metrics = Metrics()
         self.engine = InferenceEngine(threads=cfg.torch_threads)
-        self.redis = aredis.Redis.from_url(cfg.redis_url, socket_timeout=10)
-        self.publisher = KafkaPublisher(cfg.bootstrap)
+        self.redis: aredis.Redis | None = None  # made in start(): they need the running loop
+        self.publisher: KafkaPublisher | None = None
         self.processor: Processor | None = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> Processor:
         cfg = self.cfg
         handle = await self.engine.call(load_handle, cfg.registry, cfg.device)
+        self.redis = aredis.Redis.from_url(cfg.redis_url, socket_timeout=10)
+        self.publisher = KafkaPublisher(cfg.bootstrap)
         await self.publisher.start()
         self.processor = Processor(
             self.redis,
@@ -78,8 +80,10 @@ class Runtime:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
-        await self.publisher.stop()
-        await self.redis.aclose()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
         self.engine.close()
 
     def observe_lag(self, partition: int, highwater: int | None, next_offset: int) -> None:
@@ -137,4 +141,3 @@ async def run_aiokafka(cfg: WorkerConfig, stop: asyncio.Event | None = None) -> 
     finally:
         await consumer.stop()
         await rt.stop()
-

@@ -3,9 +3,10 @@
 Layout (documented in ARCHITECTURE.md, read by the API):
 
 - ``rs:st:{site}:{course}:{user}`` hash. Model state tensors under their own names
-  (``h``, ``c``, ``static``, ... float32 bytes, one row; ``m_`` prefix on a name clash), ``acc`` open-day accumulator (float32),
-  ``day`` open day index, ``d0`` day of the student's first event, ``win`` rolling window
-  of committed day vectors (float32 [<=W, n_day]), ``last_id`` last applied event id,
+  (``h``, ``c``, ``static``, ... float32 bytes, one row; ``m_`` prefix on a name clash),
+  ``acc`` open-day accumulator (float32), ``day`` open day index, ``d0`` day of the
+  student's first event, ``win`` rolling window of committed day vectors
+  (float32 [<=W, n_day]), ``last_id`` last applied event id,
   ``ver`` model version, ``sp`` feature-spec hash (12 hex), ``risk``, ``level``, ``upd``
   (epoch s), ``alert`` (JSON AlertState), ``traj`` daily risk history (float16, one per
   committed day, capped).
