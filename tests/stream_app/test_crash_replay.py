@@ -154,7 +154,7 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
     asyncio.run(_reference(ref_url, handle, recs))
     want = _snapshot(ref, site, handle.n_day)
     want_alerts = {decode(RiskAlert, f[b"alert"]).alert_id for _, f in ref.xrange("rs:alerts")}
-    assert len(want) == N_USERS and 0 < len(want_alerts)
+    assert len(want) == N_USERS and len(want_alerts) > 0
 
     # the real worker, killed with SIGKILL mid-replay, then restarted
     redis_client.set(f"rs:cal:{site}:7", encode(cal))
@@ -183,7 +183,7 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "worker.log", "ab"),  # noqa: SIM115
+            stderr=open(tmp_path / "worker.log", "ab"),
         )
 
     w = start()
