@@ -28,7 +28,7 @@ from stream_app.processor import Processor
 from stream_app.reload import load_handle
 from stream_app.state import decode_state
 from tests.conftest import REPO, subprocess_env
-from tests.stream_app.helpers import START, ListPublisher, event
+from tests.stream_app.helpers import START, ListPublisher, event, record
 
 pytestmark = pytest.mark.slow
 
@@ -141,10 +141,7 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
     reg = tmp_path / "reg"
     tiny_model(reg, seed=11, hidden=8, thresholds=th)
     handle = load_handle(reg, "cpu")
-    recs = [
-        __import__("tests.stream_app.helpers", fromlist=["record"]).record(e, i)
-        for i, e in enumerate(evs)
-    ]
+    recs = [record(e, i) for i, e in enumerate(evs)]
 
     # uninterrupted reference, in-process, on Redis db 1
     ref_url = stack.redis_url[:-1] + "1"
