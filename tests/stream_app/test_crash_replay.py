@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-import redis.asyncio as aredis
 import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -26,7 +25,7 @@ from riskstream.kafka_admin import ensure_topics
 from riskstream.stack import Stack
 from stream_app.processor import Processor
 from stream_app.reload import load_handle
-from stream_app.state import decode_state
+from stream_app.state import connect, decode_state
 from tests.conftest import REPO, subprocess_env
 from tests.stream_app.helpers import START, ListPublisher, event, record
 
@@ -70,7 +69,7 @@ def _thresholds(root: Path, evs: list, cal: CourseCalendar) -> Thresholds:  # ty
 
 
 async def _reference(url: str, handle, recs) -> None:  # type: ignore[no-untyped-def]
-    r = aredis.Redis.from_url(url)
+    r = connect(url)
     proc = Processor(r, ListPublisher(), handle)
     for i in range(0, len(recs), 97):
         await proc.process(recs[i : i + 97])

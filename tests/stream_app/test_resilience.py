@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-import redis.asyncio as aredis
 import torch
 
 from contracts import CourseCalendar, encode
@@ -20,7 +19,7 @@ from riskstream.stack import Stack, free_port, redis_answers
 from stream_app.inference import InferenceEngine
 from stream_app.processor import Processor
 from stream_app.reload import ModelWatcher, load_handle
-from stream_app.state import decode_state
+from stream_app.state import connect, decode_state
 from tests.stream_app.helpers import START, ListPublisher, event, handle_for, record
 
 
@@ -32,7 +31,7 @@ def test_redis_down_pauses_and_retries_until_it_is_back(tmp_path: Path) -> None:
     pub = ListPublisher()
 
     async def scenario() -> tuple[int, int]:
-        r = aredis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=1)
+        r = connect(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5, socket_timeout=1)
         proc = Processor(r, pub, handle)
         task = asyncio.create_task(proc.process([record(event(1, 1, 0.5))]))
         await asyncio.sleep(1.0)
@@ -83,7 +82,7 @@ def test_hot_reload_rewarms_from_window(
     ]
 
     async def scenario() -> tuple[str, str]:
-        r = aredis.Redis.from_url(stack.redis_url)
+        r = connect(stack.redis_url)
         engine = InferenceEngine()
         proc = Processor(r, ListPublisher(), load_handle(root, "cpu"), engine=engine)
         watcher = ModelWatcher(root, "cpu", engine, every=0.1)
