@@ -163,6 +163,7 @@ def demo() -> None:
 
 
 app.command("train")(train)
+__import__("riskstream.cli_stream").cli_stream.register(app)  # worker, alerts tail
 
 
 def main() -> None:
