@@ -33,10 +33,7 @@ def aggregate_features(
     n, t, _ = days.shape
     d = min(cutoff, t - 1)
     upto = days[:, : d + 1, :].astype(np.float32)
-    if active is None:
-        act = (np.abs(upto) > 0).any(axis=2)
-    else:
-        act = active[:, : d + 1].astype(bool)
+    act = (np.abs(upto) > 0).any(axis=2) if active is None else active[:, : d + 1] > 0
     parts = [upto.mean(axis=1)]
     for w in WINDOWS:
         parts.append(upto[:, max(0, d + 1 - w) :, :].mean(axis=1))

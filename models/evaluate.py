@@ -53,10 +53,7 @@ def confusion_rates(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str,
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
     fpr = fp / (fp + tn) if fp + tn else float("nan")
-    if tp + fp + fn:
-        f1 = 2 * tp / (2 * tp + fp + fn)
-    else:
-        f1 = float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
     n = tp + fp + fn + tn
     accuracy = (tp + tn) / n if n else float("nan")
     return {

@@ -118,7 +118,7 @@ def write_json(report: Mapping[str, Any], path: Path) -> Path:
 
 def _f(x: Any, nd: int = 3) -> str:
     if x is None or _isnan(x):
-        return "–"
+        return "-"
     if isinstance(x, int):
         return str(x)
     return f"{x:.{nd}f}"
@@ -135,7 +135,7 @@ def auc_table(report: Mapping[str, Any], models: Sequence[str] | None = None) ->
     names = list(models or report["models"])
     prim, ref = report["primary"], report["reference"]
     has_delta = prim in report["models"] and ref in report["models"]
-    header = ["D", "n", *names] + ([f"{prim} − {ref}"] if has_delta else [])
+    header = ["D", "n", *names] + ([f"{prim} - {ref}"] if has_delta else [])
     rows = []
     for d in report["cutoffs"]:
         key = str(d)
@@ -145,7 +145,7 @@ def auc_table(report: Mapping[str, Any], models: Sequence[str] | None = None) ->
         row += [_f(report["models"][m].get(key, {}).get("roc_auc")) for m in names]
         if has_delta:
             delta = report["primary_vs_reference"].get(key, {}).get("delta")
-            row.append("–" if delta is None else f"{delta:+.3f}")
+            row.append("-" if delta is None else f"{delta:+.3f}")
         rows.append(row)
     return _table(header, rows)
 
@@ -321,12 +321,10 @@ def _protected_section(report: Mapping[str, Any]) -> list[str]:
                 str(d),
                 _f(r.get("roc_auc_default")),
                 _f(r.get("roc_auc")),
-                "–" if r.get("delta") is None else f"{r['delta']:+.3f}",
+                "-" if r.get("delta") is None else f"{r['delta']:+.3f}",
             ]
-            row += [
-                f"{_f(r.get('tpr_gap_default', {}).get(a), 2)} → {_f(r.get('tpr_gap', {}).get(a), 2)}"
-                for a in attrs
-            ]
+            gap0, gap1 = r.get("tpr_gap_default", {}), r.get("tpr_gap", {})
+            row += [f"{_f(gap0.get(a), 2)} -> {_f(gap1.get(a), 2)}" for a in attrs]
             rows.append(row)
         header = ["D", "AUC default", "AUC +protected", "delta", *[f"TPR gap {a}" for a in attrs]]
         lines += [f"### {variant}", "", *_table(header, rows), ""]

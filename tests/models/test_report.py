@@ -43,7 +43,7 @@ def test_report_verdict_tables_and_plots(tmp_path: Path) -> None:
     back = json.loads((tmp_path / "report.json").read_text())
     assert back["models"]["lstm"]["28"]["roc_auc"] == rep["models"]["lstm"]["28"]["roc_auc"]
     md = (tmp_path / "report.md").read_text()
-    assert "| D | n | lstm | lightgbm | lightgbm+protected | lstm − lightgbm |" in md
+    assert "| D | n | lstm | lightgbm | lightgbm+protected | lstm - lightgbm |" in md
     assert f"{d14['delta']:+.3f}" in md
     assert "### gender" in md and "What adding protected attributes changes" in md
     assert "medium: 0.500" in md
