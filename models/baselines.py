@@ -33,7 +33,9 @@ def aggregate_features(
     n, t, _ = days.shape
     d = min(cutoff, t - 1)
     upto = days[:, : d + 1, :].astype(np.float32)
-    act = (np.abs(upto) > 0).any(axis=2) if active is None else active[:, : d + 1] > 0
+    act: np.ndarray = (
+        (np.abs(upto) > 0).any(axis=2) if active is None else np.asarray(active[:, : d + 1] > 0)
+    )
     parts = [upto.mean(axis=1)]
     for w in WINDOWS:
         parts.append(upto[:, max(0, d + 1 - w) :, :].mean(axis=1))
@@ -129,7 +131,8 @@ class LightGbmBaseline:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._model.predict_proba(x)[:, 1], dtype=np.float64)
+        proba: np.ndarray = np.asarray(self._model.predict_proba(x))
+        return proba[:, 1].astype(np.float64)
 
     def importances(self) -> np.ndarray:
         return np.asarray(self._model.feature_importances_, dtype=np.float64)
