@@ -34,7 +34,7 @@ def aggregate_features(
     d = min(cutoff, t - 1)
     upto = days[:, : d + 1, :].astype(np.float32)
     src = upto if active is None else np.asarray(active)[:, : d + 1, None]
-    act = np.asarray(np.abs(src) > 0).any(axis=2)
+    act: np.ndarray = np.asarray((np.abs(src) > 0).any(axis=2))
     parts = [upto.mean(axis=1)]
     for w in WINDOWS:
         parts.append(upto[:, max(0, d + 1 - w) :, :].mean(axis=1))
