@@ -226,6 +226,7 @@ def write_markdown(report: Mapping[str, Any], path: Path, plots: Sequence[Path] 
     lines += _fairness_section(report)
     lines += _module_section(report)
     lines += _protected_section(report)
+    lines += _examples_section(report)
     th = report.get("recommended_thresholds") or {}
     if th:
         lines += ["## Recommended alert thresholds", ""]
@@ -298,6 +299,25 @@ def _module_section(report: Mapping[str, Any]) -> list[str]:
         rows.append(row)
     lines += _table(["module", *[f"D={d}" for d in report["cutoffs"]]], rows)
     return [*lines, ""]
+
+
+def _examples_section(report: Mapping[str, Any]) -> list[str]:
+    ex = report.get("explanation_examples") or []
+    if not ex:
+        return []
+    rows = [
+        [
+            str(e["course_id"]),
+            str(e["user_id"]),
+            str(e["day"]),
+            _f(e["risk"], 2),
+            "Fail/Withdrawn" if e["label"] else "Pass/Distinction",
+            e["explanation"],
+        ]
+        for e in ex
+    ]
+    header = ["course", "student", "day", "risk", "outcome", "explanation"]
+    return ["## Example explanations (highest risk)", "", *_table(header, rows), ""]
 
 
 def _protected_section(report: Mapping[str, Any]) -> list[str]:
