@@ -191,9 +191,7 @@ def recommend_thresholds(
         min_days=current.min_days,
         cooldown_days=current.cooldown_days,
     )
-    per_d = {
-        str(d): threshold_for_precision(p.y, p.risk, target) for d, p in sorted(preds.items())
-    }
+    per_d = {str(d): threshold_for_precision(p.y, p.risk, target) for d, p in sorted(preds.items())}
     info = {
         "target_precision": target,
         "high_precision": high_target,
@@ -218,13 +216,14 @@ def _examples(
     static = _static_for(loaded, val)
     ref = reference_day(t.x[:, : d + 1], loaded.spec.day_features)
     w0 = max(0, d - 13)
+    model: Any = loaded.model
     out = []
     for i in top:
         s = torch.as_tensor(static[i : i + 1], device=loaded.device)
         with torch.no_grad():
-            st = loaded.model.init_state(s)
+            st = model.init_state(s)
             for day in range(w0):
-                st, _ = loaded.model.step(st, torch.as_tensor(t.x[i : i + 1, day], device=s.device))
+                st, _ = model.step(st, torch.as_tensor(t.x[i : i + 1, day], device=s.device))
         contribs = explain(loaded, t.x[i, w0 : d + 1], static[i], reference=ref, state=st)
         out.append(
             {
@@ -265,9 +264,7 @@ def run_evaluation(
     }
     for v in cfg.compare_versions:
         other = registry.load(v, device=cfg.device)
-        preds[f"{other.kind}:{other.version}"] = _registry_predictions(
-            v, other, val, cfg.cutoffs
-        )
+        preds[f"{other.kind}:{other.version}"] = _registry_predictions(v, other, val, cfg.cutoffs)
     protected_pairs: dict[str, str] = {}
     if cfg.protected_version:
         other = registry.load(cfg.protected_version, device=cfg.device)

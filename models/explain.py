@@ -155,7 +155,7 @@ def describe(
     """Teacher words for one group over the window (T days)."""
     t = window.shape[0]
     label = group.label
-    activity = "any activity" if label == "any" else f"{label} activity"
+    activity = "activity in the course" if label == "any" else f"{label} activity"
     if group.name == "assessment":
         sub = [names.index("submitted")] if "submitted" in names else list(group.indices)
         quiet = _trailing_zero_days(window, sub)
@@ -172,11 +172,13 @@ def describe(
     if group.clicks:
         mine = float(np.expm1(window[:, list(group.clicks)]).sum())
         typical = float(np.expm1(reference[list(group.clicks)]).sum()) * t
-        noun = "clicks" if label == "any" else f"{label} visits"
+        noun = "clicks in the course" if label == "any" else f"{label} visits"
         if typical > 0:
             change = mine / typical - 1.0
             if change <= -0.3:
                 return f"{noun} down {-change:.0%} against the course's median"
+            if change >= 2.0:
+                return f"{noun} {change + 1:.0f} times the course's median"
             if change >= 0.3:
                 return f"{noun} up {change:.0%} against the course's median"
     busy = int((np.abs(window[:, list(group.indices)]) > 0).any(axis=1).sum())

@@ -230,7 +230,14 @@ def write_markdown(report: Mapping[str, Any], path: Path, plots: Sequence[Path] 
     th = report.get("recommended_thresholds") or {}
     if th:
         lines += ["## Recommended alert thresholds", ""]
-        lines += [f"- {k}: {_f(v) if isinstance(v, float) else v}" for k, v in th.items()]
+        for k, v in th.items():
+            if isinstance(v, dict):
+                v = ", ".join(
+                    f"{kk}: {_f(vv) if isinstance(vv, float) else vv}" for kk, vv in v.items()
+                )
+            elif isinstance(v, float):
+                v = _f(v)
+            lines.append(f"- {k}: {v}")
         lines.append("")
     if plots:
         lines += ["## Plots", ""]

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from riskstream.cli_evaluate import evaluate
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
@@ -158,6 +159,9 @@ def demo() -> None:
         console.print(f"[green]{len(got)} events published and read back[/] via {st.bootstrap}")
     finally:
         st.down()
+
+
+app.command("evaluate")(evaluate)
 
 
 def main() -> None:

@@ -100,3 +100,28 @@ def test_assessment_words() -> None:
     assert describe(groups["assessment"], window * 0, ref, NAMES) == (
         "no assessment submitted in the last 14 days"
     )
+
+
+def test_weights_are_occlusion_deltas_of_a_registry_model(tmp_path: Any) -> None:
+    from models.registry import Registry
+    from models.testing import tiny_model
+
+    version = tiny_model(tmp_path, hidden=8, seed=3)
+    loaded = Registry(tmp_path).load(version)
+    names = list(loaded.spec.day_features)
+    rng = np.random.default_rng(0)
+    window = rng.random((10, len(names))).astype(np.float32)
+    window[:, names.index("clicks_quiz")] = 0.0
+    static = rng.random(loaded.spec.n_static).astype(np.float32)
+    ref = rng.random(len(names)).astype(np.float32)
+    got = explain(loaded, window, static, reference=ref, top_k=20, min_weight=-1.0)
+    assert got == sorted(got, key=lambda c: -c.weight)
+    quiz = next(c for c in got if c.feature == "quiz")
+    assert quiz.text == "no quiz activity for 10 days"
+    occluded = window.copy()
+    occluded[:, names.index("clicks_quiz")] = ref[names.index("clicks_quiz")]
+    with torch.no_grad():
+        s = torch.as_tensor(static[None])
+        full = loaded.model(torch.as_tensor(window[None]), s).risk[0, -1].item()
+        occ = loaded.model(torch.as_tensor(occluded[None]), s).risk[0, -1].item()
+    assert quiz.weight == pytest.approx(full - occ, abs=1e-5)
