@@ -214,7 +214,6 @@ def _examples(
         return []
     top = idx[np.argsort(-preds[d].risk)[: cfg.explain_examples]]
     static = _static_for(loaded, val)
-    ref = reference_day(t.x[:, : d + 1], loaded.spec.day_features)
     w0 = max(0, d - 13)
     model: Any = loaded.model
     out = []
@@ -224,6 +223,8 @@ def _examples(
             st = model.init_state(s)
             for day in range(w0):
                 st, _ = model.step(st, torch.as_tensor(t.x[i : i + 1, day], device=s.device))
+        course = (t.course_id == t.course_id[i]) & t.registered_at(d)
+        ref = reference_day(t.x[course, w0 : d + 1], loaded.spec.day_features)
         contribs = explain(loaded, t.x[i, w0 : d + 1], static[i], reference=ref, state=st)
         out.append(
             {

@@ -90,15 +90,23 @@ def feature_groups(day_features: Sequence[str]) -> list[FeatureGroup]:
 
 
 def reference_day(x: np.ndarray, day_features: Sequence[str]) -> dict[str, float]:
-    """The course's typical day: per feature, the median over students of their mean day.
+    """The course's typical day: per feature, the median over students of their mean day
+    (click features: the median of clicks per day, stored as log1p like the features).
 
     ``x`` is [N, T, n_day] (one course or the training set). Store it with the model
     (``metrics["reference_day"]``) or per course, and pass it to :func:`explain`.
     """
     if x.ndim != 3 or x.shape[2] != len(day_features):
         raise ValueError(f"x must be [N, T, {len(day_features)}], got {x.shape}")
-    typical = np.median(x.mean(axis=1), axis=0)
-    return {f: float(v) for f, v in zip(day_features, typical, strict=True)}
+    out = {}
+    for i, f in enumerate(day_features):
+        col = x[:, :, i].astype(np.float64)
+        if f.startswith(CLICK_PREFIX):
+            # median of clicks per day, in clicks (a mean of logs would understate it)
+            out[f] = float(np.log1p(np.median(np.expm1(col).mean(axis=1))))
+        else:
+            out[f] = float(np.median(col.mean(axis=1)))
+    return out
 
 
 def _reference_vector(
@@ -173,7 +181,7 @@ def describe(
         mine = float(np.expm1(window[:, list(group.clicks)]).sum())
         typical = float(np.expm1(reference[list(group.clicks)]).sum()) * t
         noun = "clicks in the course" if label == "any" else f"{label} visits"
-        if typical > 0:
+        if typical >= 1.0:
             change = mine / typical - 1.0
             if change <= -0.3:
                 return f"{noun} down {-change:.0%} against the course's median"

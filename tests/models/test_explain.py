@@ -81,7 +81,10 @@ def test_groups_and_reference_day_and_bad_window() -> None:
     assert groups["activity"].indices == (IDX["clicks_total"], IDX["active"])
     x = np.zeros((3, 4, len(NAMES)), dtype=np.float32)
     x[:, :, IDX["active"]] = [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]
-    assert reference_day(x, NAMES)["active"] == 0.5
+    x[:, :, IDX["clicks_quiz"]] = np.log1p(np.array([1.0, 3.0, 7.0]))[:, None]
+    ref = reference_day(x, NAMES)
+    assert ref["active"] == 0.5
+    assert ref["clicks_quiz"] == pytest.approx(np.log1p(3.0))
     with pytest.raises(ValueError, match="window must be"):
         explain(_loaded(), np.zeros((5, 3)), np.zeros(2))
 
