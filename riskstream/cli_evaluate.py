@@ -14,7 +14,7 @@ def evaluate(
     version: str = typer.Option("current", "--version", help="Registry version or 'current'"),
     out: Path = typer.Option(Path("reports"), "--out", help="Folder for report.json/.md/PNGs"),
     target_precision: float = typer.Option(
-        0.7, min=0.05, max=0.99, help="Alert precision the recommended thresholds reach"
+        0.8, min=0.05, max=0.99, help="Alert precision the recommended thresholds reach"
     ),
     cutoffs: str = typer.Option(
         "14,28,56,84,112,140,168,196", help="Cut-off days D, comma separated"
