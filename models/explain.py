@@ -38,6 +38,23 @@ LABELS: dict[str, str] = {
 #: calendar features are not behaviour: never occluded or explained
 CALENDAR_FEATURES = frozenset({"deadline_days", "day_index"})
 CLICK_PREFIX = "clicks_"
+#: fallback reference: OULAD 2013B+2013J students still registered at day 196, days 0..196
+#: (``reference_day``); used when neither the caller nor the model supplies one
+OULAD_TYPICAL_DAY: dict[str, float] = {
+    "clicks_content": 0.7759,
+    "clicks_resource": 0.1059,
+    "clicks_forum": 0.5889,
+    "clicks_quiz": 0.289,
+    "clicks_assignment": 0.0251,
+    "clicks_url": 0.071,
+    "clicks_course_view": 0.6276,
+    "clicks_total": 1.6551,
+    "active": 0.2792,
+    "submitted": 0.0305,
+    "score": 0.0224,
+}
+COURSE = "the course's median"
+TYPICAL = "a typical student's"
 
 
 class _Spec(Protocol):
@@ -117,7 +134,7 @@ def _reference_vector(
     if reference is None:
         reference = loaded.metrics.get("reference_day") if loaded.metrics else None
     if reference is None:
-        return np.zeros(len(names), dtype=np.float32)
+        reference = OULAD_TYPICAL_DAY
     if isinstance(reference, Mapping):
         return np.asarray([float(reference.get(f, 0.0)) for f in names], dtype=np.float32)
     ref = np.asarray(reference, dtype=np.float32)
@@ -159,8 +176,9 @@ def describe(
     window: np.ndarray,
     reference: np.ndarray,
     names: Sequence[str],
+    against: str = COURSE,
 ) -> str:
-    """Teacher words for one group over the window (T days)."""
+    """Teacher words for one group over the window (T days), compared with ``against``."""
     t = window.shape[0]
     label = group.label
     activity = "activity in the course" if label == "any" else f"{label} activity"
@@ -184,11 +202,11 @@ def describe(
         if typical >= 1.0:
             change = mine / typical - 1.0
             if change <= -0.3:
-                return f"{noun} down {-change:.0%} against the course's median"
+                return f"{noun} down {-change:.0%} against {against}"
             if change >= 2.0:
-                return f"{noun} {change + 1:.0f} times the course's median"
+                return f"{noun} {change + 1:.0f} times {against}"
             if change >= 0.3:
-                return f"{noun} up {change:.0%} against the course's median"
+                return f"{noun} up {change:.0%} against {against}"
     busy = int((np.abs(window[:, list(group.indices)]) > 0).any(axis=1).sum())
     return f"{activity} on {busy} of the last {t} days"
 
@@ -206,8 +224,8 @@ def explain(
     """Top contributing feature groups of the risk after the window's last day.
 
     ``window`` [T, n_day] = the recent day vectors (oldest first); ``static`` [n_static];
-    ``reference`` = the typical day (dict by feature name or [n_day]; default
-    ``loaded.metrics["reference_day"]``, else an empty day); ``state`` = model state before
+    ``reference`` = the course's typical day (dict by feature name or [n_day]; default
+    ``loaded.metrics["reference_day"]``, else ``OULAD_TYPICAL_DAY``); ``state`` = model state before
     the window's first day, batch 1 (default: the model's initial state). Returns the groups
     that raise the risk most, strongest first (at most ``top_k``); if none raises it by
     ``min_weight``, the single strongest group either way.
@@ -217,6 +235,7 @@ def explain(
     if window.ndim != 2 or window.shape[1] != len(names) or window.shape[0] == 0:
         raise ValueError(f"window must be [T>0, {len(names)}] day vectors, got {window.shape}")
     ref = _reference_vector(reference, loaded, names)
+    against = COURSE if reference is not None else TYPICAL
     groups = feature_groups(names)
     batch = np.repeat(window[None], len(groups) + 1, axis=0)
     for k, g in enumerate(groups, start=1):
@@ -231,7 +250,7 @@ def explain(
         Contribution(
             feature=groups[i].name,
             weight=float(weights[i]),
-            text=describe(groups[i], window, ref, names),
+            text=describe(groups[i], window, ref, names, against),
         )
         for i in chosen
     ]

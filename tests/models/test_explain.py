@@ -72,7 +72,17 @@ def test_reference_from_model_metrics_and_busy_student() -> None:
     window[:, IDX["clicks_forum"]] = np.log1p(5)
     got = explain(_loaded({"reference_day": _typical_day()}), window, np.zeros(2), top_k=2)
     assert len(got) == 1 and got[0].feature == "quiz" and got[0].weight < 0
-    assert got[0].text == "quiz visits up 100% against the course's median"
+    assert got[0].text == "quiz visits up 100% against a typical student's"
+
+
+def test_without_any_reference_the_oulad_typical_day_is_used() -> None:
+    window = np.zeros((14, len(NAMES)), dtype=np.float32)
+    window[:, IDX["clicks_forum"]] = np.log1p(0.5)  # 0.5 a day vs expm1(0.5889) = 0.80
+    got = explain(_loaded(), window, np.zeros(2))
+    assert got[0].feature == "quiz" and got[0].weight > 0
+    assert got[0].text == "no quiz activity for 14 days"
+    forum = next(c for c in got if c.feature == "forum")
+    assert forum.text == "forum visits down 38% against a typical student's"
 
 
 def test_groups_and_reference_day_and_bad_window() -> None:
