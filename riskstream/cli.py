@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from riskstream.cli_evaluate import evaluate
+from riskstream.cli_train import train
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
@@ -161,6 +162,7 @@ def demo() -> None:
         st.down()
 
 
+app.command("train")(train)
 app.command("evaluate")(evaluate)
 
 
