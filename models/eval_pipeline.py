@@ -171,19 +171,19 @@ def _baseline_predictions(
 def recommend_thresholds(
     preds: dict[int, CutoffPredictions], target: float, current: Thresholds
 ) -> tuple[Thresholds, dict[str, Any]]:
-    """Alert thresholds from the primary model pooled over every cut-off day.
+    """Alert thresholds from the primary model, pooled over every cut-off day.
 
-    medium = lowest risk whose alerts reach ``target`` precision; high = the same for the
-    midpoint between target and 1; rearm 0.1 below medium (hysteresis). min_days and
-    cooldown_days are kept. Unreachable targets keep the current values.
+    Same meaning as the trainer's: high = lowest risk whose alerts reach ``target``
+    precision, medium = the same for ``target - 0.15``, rearm 0.1 below medium (hysteresis);
+    min_days and cooldown_days are kept. Unreachable targets keep the current values.
     """
     y = np.concatenate([p.y for p in preds.values()])
     r = np.concatenate([p.risk for p in preds.values()])
-    medium = threshold_for_precision(y, r, target)
-    high_target = (1.0 + target) / 2.0
-    high = threshold_for_precision(y, r, high_target)
-    med = current.medium if medium is None else medium
-    hi = max(med, current.high if high is None else high)
+    medium_target = max(0.05, target - 0.15)
+    high = threshold_for_precision(y, r, target)
+    medium = threshold_for_precision(y, r, medium_target)
+    hi = current.high if high is None else high
+    med = min(hi, current.medium if medium is None else medium)
     th = Thresholds(
         medium=round(med, 4),
         high=round(hi, 4),
@@ -193,10 +193,11 @@ def recommend_thresholds(
     )
     per_d = {str(d): threshold_for_precision(p.y, p.risk, target) for d, p in sorted(preds.items())}
     info = {
-        "target_precision": target,
-        "high_precision": high_target,
-        "reached": {"medium": medium is not None, "high": high is not None},
-        "per_cutoff_medium": per_d,
+        "target_precision_high": target,
+        "target_precision_medium": medium_target,
+        "reached": {"high": high is not None, "medium": medium is not None},
+        "chosen_on": "validation presentation, all cut-offs pooled",
+        "per_cutoff_high": per_d,
     }
     return th, info
 

@@ -59,7 +59,8 @@ def evaluate(
     console.print("\n".join(auc_table(report)))
     th = report["recommended_thresholds"]
     console.print(
-        f"recommended thresholds (precision {target_precision:.2f}): medium {th['medium']:.3f}, "
-        f"high {th['high']:.3f}, rearm {th['rearm']:.3f} -> {out / 'thresholds.json'}"
+        f"recommended thresholds (high reaches precision {target_precision:.2f}): "
+        f"medium {th['medium']:.3f}, high {th['high']:.3f}, rearm {th['rearm']:.3f} "
+        f"-> {out / 'thresholds.json'}"
     )
     console.print(f"report: {out / 'report.md'}")
