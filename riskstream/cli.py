@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from riskstream.cli_evaluate import evaluate
 from riskstream.cli_train import train
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
@@ -164,6 +165,7 @@ def demo() -> None:
 
 app.command("train")(train)
 __import__("riskstream.cli_stream").cli_stream.register(app)  # worker, alerts tail
+app.command("evaluate")(evaluate)
 
 
 def main() -> None:
