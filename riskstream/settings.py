@@ -33,6 +33,18 @@ class Settings(BaseSettings):
         default="memory://tansu/", description="Tansu storage engine URL (memory:// or s3://)"
     )
     redis_appendonly: bool = True
+    # Risk API (riskstream api): keys are stored as sha256 hex digests, never in clear.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_key_hashes: str = Field(
+        default="", description="Comma-separated sha256 hex digests of the accepted API keys"
+    )
+    api_pseudonym_key: SecretStr = Field(
+        default=SecretStr(""), description="HMAC key; when set, user ids leave as pseudonyms"
+    )
+    api_stream_group: str = Field(
+        default="riskstream", description="Consumer group of the stream worker (lag on /ui)"
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -1,0 +1,159 @@
+"""Fixtures for the API: an app over the real Redis fixture, and a live uvicorn server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import uvicorn
+from fastapi.testclient import TestClient
+
+from riskstream.api import ApiConfig, create_app
+from riskstream.api.auth import hash_key
+from riskstream.stack import Stack, free_port
+
+SITE = "test.moodle"
+KEY = "k-3f9a1c2e-api-tests"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class FakeRegistry:
+    """Stands in for models.registry.Registry (same two methods) until models lands."""
+
+    def __init__(self, entries: list[dict[str, Any]], current: str | None) -> None:
+        self.entries, self.current = entries, current
+
+    def versions(self) -> list[dict[str, Any]]:
+        return self.entries
+
+    def current_version(self) -> str | None:
+        return self.current
+
+
+REGISTRY = FakeRegistry(
+    [
+        {"version": "v0001", "metrics": {"auc": 0.81}, "thresholds": {"medium": 0.5, "high": 0.8}},
+        {"version": "v0002", "metrics": {"auc": 0.86}, "thresholds": {"medium": 0.4, "high": 0.7}},
+    ],
+    current="v0002",
+)
+
+
+def put_student(
+    r: redis.Redis,
+    course: int,
+    user: int,
+    traj: list[float],
+    level: str = "low",
+    version: str = "v0002",
+    site: str = SITE,
+) -> None:
+    """Writes a student as the worker does, under the pinned keys."""
+    risk = traj[-1]
+    r.hset(
+        f"rs:st:{site}:{course}:{user}",
+        mapping={
+            "risk": repr(risk),
+            "level": level,
+            "upd": repr(time.time()),
+            "ver": version,
+            "day": str(len(traj)),
+            "traj": np.asarray(traj, dtype=np.float16).tobytes(),
+            "alert": json.dumps({"armed": level == "low", "level": level}),
+        },
+    )
+    r.zadd(f"rs:rank:{site}:{course}", {str(user): risk})
+    r.sadd(f"rs:courses:{site}", str(course))
+
+
+def alert_json(
+    course: int, user: int, risk: float = 0.82, level: str = "high", day: int = 20
+) -> str:
+    now = datetime.now(UTC).isoformat()
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "alert_id": f"a{course:04d}{user:06d}{day:04d}xx",
+            "site": SITE,
+            "user_id": user,
+            "course_id": course,
+            "risk": risk,
+            "level": level,
+            "threshold": 0.7,
+            "model_version": "v0002",
+            "contributions": [
+                {"feature": "quiz", "weight": 0.21, "text": "no quiz activity for 14 days"},
+                {"feature": "forum", "weight": 0.08, "text": "fewer forum posts than peers"},
+            ],
+            "explanation": "no quiz activity for 14 days; fewer forum posts than peers",
+            "day": day,
+            "trigger_event_id": 1000 + user,
+            "event_time": now,
+            "created_at": now,
+        }
+    )
+
+
+def add_alert(r: redis.Redis, course: int, user: int, **kw: Any) -> str:
+    eid = r.xadd("rs:alerts", {"alert": alert_json(course, user, **kw)}, maxlen=10000)
+    return eid.decode() if isinstance(eid, bytes) else str(eid)
+
+
+@pytest.fixture
+def cfg(stack: Stack, redis_client: redis.Redis) -> ApiConfig:
+    return ApiConfig(
+        redis_url=stack.redis_url,
+        site=SITE,
+        key_hashes=(hash_key(KEY), hash_key("another-key")),
+        registry=REGISTRY,
+    )
+
+
+@pytest.fixture
+def client(cfg: ApiConfig) -> Iterator[TestClient]:
+    with TestClient(create_app(cfg)) as c:
+        yield c
+
+
+@pytest.fixture
+def pseudo_client(cfg: ApiConfig) -> Iterator[TestClient]:
+    with TestClient(create_app(replace(cfg, pseudonym_key=b"campus-secret"))) as c:
+        yield c
+
+
+class LiveServer:
+    def __init__(self, cfg: ApiConfig) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(cfg), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(cfg: ApiConfig) -> Iterator[LiveServer]:
+    with LiveServer(cfg) as srv:
+        yield srv
