@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from riskstream.cli_api import api_app
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The embedded broker + Redis on loopback.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+app.add_typer(api_app, name="api")
 console = Console()
 
 

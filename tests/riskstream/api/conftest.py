@@ -16,6 +16,8 @@ import redis
 import uvicorn
 from fastapi.testclient import TestClient
 
+from models.features import DEFAULT_SPEC
+from models.registry import Registry, Thresholds, model_class
 from riskstream.api import ApiConfig, create_app
 from riskstream.api.auth import hash_key
 from riskstream.stack import Stack, free_port
@@ -25,26 +27,25 @@ KEY = "k-3f9a1c2e-api-tests"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-class FakeRegistry:
-    """Stands in for models.registry.Registry (same two methods) until models lands."""
+def _publish(reg: Registry, medium: float, high: float, auc: float) -> str:
+    spec = DEFAULT_SPEC
+    model = model_class("lstm")(n_day=spec.n_day, n_static=spec.n_static, hidden=4)  # type: ignore[call-arg]
+    return reg.publish(
+        model,
+        spec,
+        Thresholds(medium=medium, high=high, rearm=medium - 0.1),
+        metrics={"auc": auc},
+        data_summary={"source": "api tests"},
+    )
 
-    def __init__(self, entries: list[dict[str, Any]], current: str | None) -> None:
-        self.entries, self.current = entries, current
 
-    def versions(self) -> list[dict[str, Any]]:
-        return self.entries
-
-    def current_version(self) -> str | None:
-        return self.current
-
-
-REGISTRY = FakeRegistry(
-    [
-        {"version": "v0001", "metrics": {"auc": 0.81}, "thresholds": {"medium": 0.5, "high": 0.8}},
-        {"version": "v0002", "metrics": {"auc": 0.86}, "thresholds": {"medium": 0.4, "high": 0.7}},
-    ],
-    current="v0002",
-)
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """A real models registry with two versions; v0002 (medium 0.4, high 0.7) is current."""
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    _publish(reg, 0.5, 0.8, 0.81)
+    _publish(reg, 0.4, 0.7, 0.86)
+    return reg
 
 
 def put_student(
@@ -108,12 +109,12 @@ def add_alert(r: redis.Redis, course: int, user: int, **kw: Any) -> str:
 
 
 @pytest.fixture
-def cfg(stack: Stack, redis_client: redis.Redis) -> ApiConfig:
+def cfg(stack: Stack, redis_client: redis.Redis, registry: Registry) -> ApiConfig:
     return ApiConfig(
         redis_url=stack.redis_url,
         site=SITE,
         key_hashes=(hash_key(KEY), hash_key("another-key")),
-        registry=REGISTRY,
+        registry=registry,
     )
 
 
