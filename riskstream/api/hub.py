@@ -23,7 +23,7 @@ from riskstream.api.reader import parse_alert_entry
 log = structlog.get_logger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # identity hashing: each open stream is its own subscriber
 class Subscriber:
     course: int | None
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(

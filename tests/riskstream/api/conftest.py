@@ -53,12 +53,13 @@ def put_student(
     course: int,
     user: int,
     traj: list[float],
-    level: str = "low",
+    level: str | None = None,
     version: str = "v0002",
     site: str = SITE,
 ) -> None:
     """Writes a student as the worker does, under the pinned keys."""
     risk = traj[-1]
+    level = level or ("high" if risk >= 0.7 else "medium" if risk >= 0.4 else "low")
     r.hset(
         f"rs:st:{site}:{course}:{user}",
         mapping={
