@@ -57,25 +57,19 @@ async def sample_lag(bootstrap: str, topic: str, group: str, timeout_s: float = 
             committed = {tp: max(o.offset, 0) for tp, o in offs.items() if o is not None}
         end: dict[TopicPartition, int] = {}
         if tps:
-            ends = await consumer.end_offsets(tps)
-            end = {tp: int(v) for tp, v in ends.items()}
             consumer.assign(tps)
             for tp in tps:
-                # Fetch from the last committed record: the reply carries the true high watermark.
-                consumer.seek(
-                    tp,
-                    max(committed.get(tp, 0), end.get(tp, 0)) - 1
-                    if end.get(tp, 0) or committed.get(tp, 0)
-                    else 0,
-                )
+                # Fetch from the committed position: the reply carries the true high watermark.
+                consumer.seek(tp, committed.get(tp, 0))
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 await consumer.getmany(timeout_ms=100, max_records=1)
                 hw = {tp: consumer.highwater(tp) for tp in tps}
                 if all(v is not None for v in hw.values()):
-                    for tp, v in hw.items():
-                        end[tp] = max(end.get(tp, 0), int(v or 0))
+                    end = {tp: int(v or 0) for tp, v in hw.items()}
                     break
+            else:
+                raise TimeoutError(f"no high watermark for {topic} within {timeout_s}s")
         return LagSample(
             at=time.time(),
             committed=sum(committed.values()),
@@ -122,10 +116,13 @@ class LagProbe:
     def latest(self) -> LagSample | None:
         return self.history[-1] if self.history else None
 
-    def throughput(self) -> float | None:
-        """Events/s the worker committed between the two most recent samples."""
+    def throughput(self, window_s: float = 15.0) -> float | None:
+        """Events/s the worker committed over the last ``window_s`` (at least two samples)."""
         if len(self.history) < 2:
             return None
-        a, b = self.history[-2], self.history[-1]
+        b = self.history[-1]
+        a = next((s for s in self.history if b.at - s.at <= window_s), self.history[-2])
+        if a is b:
+            a = self.history[-2]
         dt = b.at - a.at
         return max(b.committed - a.committed, 0) / dt if dt > 0 else None

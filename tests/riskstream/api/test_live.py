@@ -5,23 +5,27 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
 import redis
 
+from riskstream.api import ApiConfig
+from riskstream.stack import Stack
 from tests.conftest import REPO
 from tests.riskstream.api.conftest import AUTH, KEY, LiveServer, add_alert, put_student
 
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def read_events(resp: httpx.Response, n: int, timeout: float = 8.0) -> list[dict[str, str]]:
-    """The first ``n`` SSE events (comments skipped) of a streaming response."""
+def read_events(lines: Iterator[str], n: int, timeout: float = 8.0) -> list[dict[str, str]]:
+    """The next ``n`` SSE events (comments skipped) of a streaming response's lines."""
     out: list[dict[str, str]] = []
     cur: dict[str, str] = {}
     deadline = time.monotonic() + timeout
-    for line in resp.iter_lines():
+    for line in lines:
         if time.monotonic() > deadline:
             break
         if not line:
@@ -44,18 +48,19 @@ def test_sse_delivers_alerts_live_filtered_and_resumes(
     import json
 
     def later() -> None:
-        time.sleep(0.4)
         add_alert(redis_client, 2, 5)  # other course: filtered out
         add_alert(redis_client, 1, 6, level="medium", risk=0.55)
         add_alert(redis_client, 1, 7)
 
-    threading.Thread(target=later, daemon=True).start()
     with httpx.stream(
         "GET", f"{live.url}/v1/alerts/live", params={"course": 1}, headers=AUTH, timeout=10
     ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        got = read_events(r, 2)
+        lines = r.iter_lines()
+        assert ": connected" in [next(lines), next(lines)]  # subscribed: now raise the alerts
+        threading.Thread(target=later, daemon=True).start()
+        got = read_events(lines, 2)
     assert [e["event"] for e in got] == ["alert", "alert"]
     bodies = [json.loads(e["data"]) for e in got]
     assert [(b["course"], b["user"], b["level"]) for b in bodies] == [
@@ -66,7 +71,7 @@ def test_sse_delivers_alerts_live_filtered_and_resumes(
     # a client that lost its connection resumes after the last id it saw
     headers = {**AUTH, "Last-Event-ID": got[0]["id"]}
     with httpx.stream("GET", f"{live.url}/v1/alerts/live", headers=headers, timeout=10) as r:
-        again = read_events(r, 1)
+        again = read_events(r.iter_lines(), 1)
     assert json.loads(again[0]["data"])["user"] == "7"
     with httpx.stream("GET", f"{live.url}/v1/alerts/live", timeout=10) as r:
         assert r.status_code == 401
@@ -78,13 +83,28 @@ def _chromium() -> str | None:
 
 @pytest.mark.slow
 def test_ui_shows_a_live_alert_and_draws_the_trajectory(
-    live: LiveServer, redis_client: redis.Redis
+    cfg: ApiConfig, stack: Stack, redis_client: redis.Redis
 ) -> None:
     exe = _chromium()
     if exe is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    import asyncio
     import math
+
+    from riskstream.kafka_admin import ensure_topics
+    from tests.riskstream.api.test_probe import _consume_and_commit, _produce
+
+    topic, group = f"uitest.{time.monotonic_ns()}", "ui-worker"
+    asyncio.run(ensure_topics(stack.bootstrap, [topic], 4))
+    asyncio.run(_produce(stack.bootstrap, topic, 400))
+    ui_cfg = replace(
+        cfg,
+        kafka_bootstrap=stack.bootstrap,
+        events_topic=topic,
+        stream_group=group,
+        lag_period_s=0.5,
+    )
 
     for u in range(60):  # a course with a spread of risks
         r = 0.5 + 0.45 * math.sin(u * 1.7)
@@ -93,7 +113,7 @@ def test_ui_shows_a_live_alert_and_draws_the_trajectory(
     put_student(redis_client, 7, 42, traj, level="high")
     errors: list[str] = []
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
+    with LiveServer(ui_cfg) as live, sync_api.sync_playwright() as p:
         profile = ARTIFACTS / f".chromium-{live.port}"
         ctx = p.chromium.launch_persistent_context(
             str(profile),
@@ -117,6 +137,15 @@ def test_ui_shows_a_live_alert_and_draws_the_trajectory(
             page.wait_for_function("document.getElementById('chip-live').textContent === 'live'")
             page.wait_for_selector("#dist svg rect", state="attached", timeout=10_000)
             assert page.locator("#feed li").count() == 0
+            page.wait_for_function("document.getElementById('lag').textContent === '400'")
+            worker = threading.Thread(  # playwright's loop owns this thread: commit elsewhere
+                target=lambda: asyncio.run(_consume_and_commit(stack.bootstrap, topic, group, 250))
+            )
+            worker.start()
+            worker.join(30)
+            page.wait_for_function(
+                "Number(document.getElementById('eps').textContent) > 0", timeout=10_000
+            )
             add_alert(redis_client, 7, 42, risk=round(traj[-1], 3), day=45)
             page.wait_for_selector("#feed li.high", timeout=10_000)
             assert "student 42" in page.inner_text("#feed li")
