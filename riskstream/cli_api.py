@@ -28,7 +28,7 @@ def config_from(s: Settings):  # type: ignore[no-untyped-def]
         pseudonym_key=pkey.encode() if pkey else None,
         registry=open_registry(s.model_registry),
         kafka_bootstrap=s.kafka_bootstrap or None,
-        stream_group=s.api_stream_group,
+        stream_group=s.stream_group,
     )
 
 
