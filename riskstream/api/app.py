@@ -170,6 +170,7 @@ class Api:
             "updated_at": _iso(st.updated),
             "trend": trend_of(st.trajectory),
             "trajectory": st.trajectory,
+            "trajectory_start_day": st.trajectory_start,
             "explanation": explanation,
         }
 

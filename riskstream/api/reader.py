@@ -31,6 +31,7 @@ class StudentState:
     version: str
     day: int | None
     trajectory: list[float | None]
+    trajectory_start: int
     alert_state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,6 +70,8 @@ def decode_state(course: int, user: int, values: list[bytes | None]) -> StudentS
     except ValueError:
         alert_state = {}
     day_s = _text(day)
+    open_day = int(day_s) if day_s and day_s.lstrip("-").isdigit() else None
+    trajectory = decode_trajectory(traj)
     return StudentState(
         course=course,
         user=user,
@@ -76,8 +79,10 @@ def decode_state(course: int, user: int, values: list[bytes | None]) -> StudentS
         level=_text(level) or "low",
         updated=_float(upd, 0.0),
         version=_text(ver) or "",
-        day=int(day_s) if day_s and day_s.lstrip("-").isdigit() else None,
-        trajectory=decode_trajectory(traj),
+        day=open_day,
+        trajectory=trajectory,
+        # one score per committed day, consecutive up to the open day (capped from the front)
+        trajectory_start=max((open_day or len(trajectory)) - len(trajectory), 0),
         alert_state=alert_state if isinstance(alert_state, dict) else {},
     )
 

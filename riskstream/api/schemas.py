@@ -60,7 +60,10 @@ class RiskOut(BaseModel):
     model_version: str
     updated_at: datetime | None
     trend: Trend
-    trajectory: list[float | None] = Field(description="Daily risk from day 0 (null: no score)")
+    trajectory: list[float | None] = Field(
+        description="End-of-day risk of consecutive course days (null: no score)"
+    )
+    trajectory_start_day: int = Field(description="Course day of trajectory[0]")
     explanation: Explanation | None
 
 

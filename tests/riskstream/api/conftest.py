@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -13,14 +14,18 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+import redis.asyncio as aredis
 import uvicorn
 from fastapi.testclient import TestClient
 
+from contracts import Contribution, RiskAlert, RiskLevel, alert_id, encode
 from models.features import DEFAULT_SPEC
 from models.registry import Registry, Thresholds, model_class
 from riskstream.api import ApiConfig, create_app
 from riskstream.api.auth import hash_key
 from riskstream.stack import Stack, free_port
+from stream_app.alerting import AlertState
+from stream_app.state import BatchWrite, StudentKey, StudentState, encode_state, write_batch
 
 SITE = "test.moodle"
 KEY = "k-3f9a1c2e-api-tests"
@@ -48,6 +53,24 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     return reg
 
 
+def _write(url: str, w: BatchWrite) -> None:
+    async def go() -> None:
+        r = aredis.Redis.from_url(url)
+        try:
+            await write_batch(r, w)
+        finally:
+            await r.aclose()
+
+    # its own thread: callers may sit inside a running loop (playwright's sync API)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result()
+
+
+def _url(r: redis.Redis) -> str:
+    kw = r.connection_pool.connection_kwargs
+    return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
+
+
 def put_student(
     r: redis.Redis,
     course: int,
@@ -56,56 +79,54 @@ def put_student(
     level: str | None = None,
     version: str = "v0002",
     site: str = SITE,
+    start_day: int = 0,
 ) -> None:
-    """Writes a student as the worker does, under the pinned keys."""
+    """Writes a student through the stream worker's own state code (encode + batch write)."""
     risk = traj[-1]
     level = level or ("high" if risk >= 0.7 else "medium" if risk >= 0.4 else "low")
-    r.hset(
-        f"rs:st:{site}:{course}:{user}",
-        mapping={
-            "risk": repr(risk),
-            "level": level,
-            "upd": repr(time.time()),
-            "ver": version,
-            "day": str(len(traj)),
-            "traj": np.asarray(traj, dtype=np.float16).tobytes(),
-            "alert": json.dumps({"armed": level == "low", "level": level}),
-        },
+    key = StudentKey(site, course, user)
+    st = StudentState(
+        day=start_day + len(traj),
+        d0=start_day,
+        ver=version,
+        risk=risk,
+        level=level,
+        upd=time.time(),
+        alert=AlertState(armed=level == "low", last_day=None, level=None),
+        traj=np.asarray(traj, dtype=np.float16),
     )
-    r.zadd(f"rs:rank:{site}:{course}", {str(user): risk})
-    r.sadd(f"rs:courses:{site}", str(course))
+    _write(_url(r), BatchWrite(states={key: encode_state(st, full=True)}, ranks={key: risk}))
 
 
-def alert_json(
+def make_alert(
     course: int, user: int, risk: float = 0.82, level: str = "high", day: int = 20
-) -> str:
-    now = datetime.now(UTC).isoformat()
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "alert_id": f"a{course:04d}{user:06d}{day:04d}xx",
-            "site": SITE,
-            "user_id": user,
-            "course_id": course,
-            "risk": risk,
-            "level": level,
-            "threshold": 0.7,
-            "model_version": "v0002",
-            "contributions": [
-                {"feature": "quiz", "weight": 0.21, "text": "no quiz activity for 14 days"},
-                {"feature": "forum", "weight": 0.08, "text": "fewer forum posts than peers"},
-            ],
-            "explanation": "no quiz activity for 14 days; fewer forum posts than peers",
-            "day": day,
-            "trigger_event_id": 1000 + user,
-            "event_time": now,
-            "created_at": now,
-        }
+) -> RiskAlert:
+    now = datetime.now(UTC)
+    return RiskAlert(
+        alert_id=alert_id(SITE, course, user, "v0002", 1000 + user, level),
+        site=SITE,
+        user_id=user,
+        course_id=course,
+        risk=risk,
+        level=RiskLevel(level),
+        threshold=0.7,
+        model_version="v0002",
+        contributions=[
+            Contribution(feature="quiz", weight=0.21, text="no quiz activity for 14 days"),
+            Contribution(feature="forum", weight=0.08, text="fewer forum posts than peers"),
+        ],
+        explanation="no quiz activity for 14 days; fewer forum posts than peers",
+        day=day,
+        trigger_event_id=1000 + user,
+        event_time=now,
+        created_at=now,
     )
 
 
 def add_alert(r: redis.Redis, course: int, user: int, **kw: Any) -> str:
-    eid = r.xadd("rs:alerts", {"alert": alert_json(course, user, **kw)}, maxlen=10000)
+    """XADDs a RiskAlert the way the worker does; returns its stream id."""
+    _write(_url(r), BatchWrite(alerts=[encode(make_alert(course, user, **kw))]))
+    ((eid, _),) = r.xrevrange("rs:alerts", count=1)
     return eid.decode() if isinstance(eid, bytes) else str(eid)
 
 
