@@ -12,6 +12,7 @@ from rich.table import Table
 
 from riskstream.cli_evaluate import evaluate
 from riskstream.cli_train import train
+from riskstream.cli_api import api_app
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
@@ -24,6 +25,7 @@ app = typer.Typer(
 stack_app = typer.Typer(help="The embedded broker + Redis on loopback.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(__import__("riskstream.cli_connector").cli_connector.connector_app, name="connector")
+app.add_typer(api_app, name="api")
 console = Console()
 
 
