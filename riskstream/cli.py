@@ -160,6 +160,16 @@ def demo() -> None:
         st.down()
 
 
+def _register_deploy_commands() -> None:
+    """Replay and demo live in their own modules (deployment engineer)."""
+    from riskstream.cli_replay import replay_command
+
+    app.command("replay")(replay_command)
+
+
+_register_deploy_commands()
+
+
 def main() -> None:
     app()
 
