@@ -25,12 +25,12 @@ from rich.table import Table
 from contracts import TOPICS, CourseCalendar, LmsEvent, StudentProfile
 from riskstream.replay import (
     OuladSourceError,
-    load_oulad,
     Pace,
     ReplayReport,
     derive_calendars,
     load_jsonl,
     load_models_jsonl,
+    load_oulad,
     replay,
     write_context,
 )

@@ -17,7 +17,6 @@ import redis
 from aiokafka import AIOKafkaConsumer
 
 from contracts import (
-    TOPICS,
     CourseCalendar,
     DeadLetter,
     LmsEvent,
@@ -41,6 +40,7 @@ from riskstream.replay import (
 from riskstream.stack import Stack
 from tests.conftest import REPO, subprocess_env
 
+CLI = (sys.executable, "-m", "riskstream")
 T0 = datetime(2024, 2, 5, 9, 0, tzinfo=UTC)
 
 
@@ -276,8 +276,7 @@ def test_cli_replay_writes_context_and_counts(
     prof = StudentProfile(site="cli", course_id=7, user_id=2, num_prev_attempts=1)
     (tmp_path / "p.jsonl").write_text(prof.model_dump_json() + "\n")
     out = subprocess.run(
-        [sys.executable, "-m", "riskstream", "replay", str(path), "--topic", topic]
-        + ["--profiles", str(tmp_path / "p.jsonl"), "--rate", "2000"],
+        [*CLI, "replay", str(path), "--topic", topic, "--profiles", str(tmp_path / "p.jsonl")],
         cwd=REPO,
         env=_cli_env(stack, tmp_path),
         capture_output=True,
@@ -296,8 +295,7 @@ def test_cli_replay_sigint_stops_cleanly(stack: Stack, tmp_path: Path) -> None:
     asyncio.run(ensure_topics(stack.bootstrap, (topic,), 4))
     path = write_jsonl(tmp_path / "e.jsonl", make_events(5000, site="sig"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "riskstream", "replay", str(path), "--topic", topic]
-        + ["--rate", "300"],
+        [*CLI, "replay", str(path), "--topic", topic, "--rate", "300"],
         cwd=REPO,
         env=_cli_env(stack, tmp_path),
         stdout=subprocess.PIPE,
