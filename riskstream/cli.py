@@ -162,9 +162,12 @@ def demo() -> None:
 
 def _register_deploy_commands() -> None:
     """Replay and demo live in their own modules (deployment engineer)."""
+    from riskstream.cli_ops import ping_command, topics_command
     from riskstream.cli_replay import replay_command
 
     app.command("replay")(replay_command)
+    app.command("topics")(topics_command)
+    app.command("ping")(ping_command)
 
 
 _register_deploy_commands()
