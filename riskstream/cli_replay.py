@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,20 +80,21 @@ def progress_bar(con: Console | None = None) -> Progress:
 
 
 async def replay_with_progress(
-    events: list[LmsEvent],
+    events: Iterable[LmsEvent],
     bootstrap: str,
     pace: Pace,
     topic: str,
     dead_letters: list[Any] | None = None,
     description: str = "replay",
     con: Console | None = None,
+    total: int | None = None,
 ) -> ReplayReport:
     """Replay with a rich bar; Ctrl-C ends it cleanly and still returns the counts."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     with progress_bar(con) as bar, stop_on_signals(stop):
-        task = bar.add_task(description, total=len(events), rate="-", at="-")
+        task = bar.add_task(description, total=total, rate="-", at="-")
 
         def on_progress(n: int, ev: LmsEvent) -> None:
             dt = loop.time() - t0
@@ -164,6 +165,7 @@ def replay_command(
 
     s = _settings()
     pace = make_pace(days_per_s, rate)
+    events: Iterable[LmsEvent]
     cals: list[CourseCalendar] = []
     profs: list[StudentProfile] = []
     derived: list[CourseCalendar] = []
@@ -175,7 +177,7 @@ def replay_command(
             src = load_oulad(s.data_dir, oulad, site or s.site or "oulad", max_students)
         except OuladSourceError as exc:
             raise _fail(str(exc)) from None
-        events, cals, profs = src.events, src.calendars, src.profiles
+        events, total, cals, profs = src.events, src.total, src.calendars, src.profiles
         desc = f"OULAD {oulad}"
     else:
         if not files:
@@ -187,6 +189,7 @@ def replay_command(
         except (FileNotFoundError, ValueError) as exc:
             raise _fail(str(exc)) from None
         events, bad = loaded.events, loaded.bad
+        total = len(events)
         given = {(c.site, c.course_id) for c in cals}
         derived = [c for c in derive_calendars(events) if (c.site, c.course_id) not in given]
         desc = "replay"
@@ -208,12 +211,18 @@ def replay_command(
     console.print(
         f"redis: {ctx.calendars} calendar(s), {ctx.derived_calendars} derived calendar(s) "
         f"(kept if one existed), {ctx.profiles} profile(s); "
-        f"sending {len(events):,} events to {topic} at {s.kafka_bootstrap}, {pace.describe()}"
+        f"sending {total:,} events to {topic} at {s.kafka_bootstrap}, {pace.describe()}"
     )
     try:
         rep = run_async(
             replay_with_progress(
-                events, s.kafka_bootstrap, pace, topic, [b.dead_letter() for b in bad], desc
+                events,
+                s.kafka_bootstrap,
+                pace,
+                topic,
+                [b.dead_letter() for b in bad],
+                desc,
+                total=total,
             )
         )
     except Exception as exc:  # broker unreachable: say what to do

@@ -421,10 +421,14 @@ class OuladSourceError(RuntimeError):
 
 @dataclass
 class OuladSource:
-    events: list[LmsEvent]
+    """A lazily built OULAD replay: ``events`` yields ``total`` events in time order."""
+
+    events: Iterable[LmsEvent]
+    total: int
     calendars: list[CourseCalendar]
     profiles: list[StudentProfile]
-    presentations: list[tuple[str, str]]
+    course_ids: list[int]
+    users: set[int] | None
 
 
 def parse_selection(sel: str) -> tuple[str | None, str | None]:
@@ -471,4 +475,44 @@ def _from_models_oulad(
     site: str,
     max_students: int,
 ) -> OuladSource:
-    raise OuladSourceError("models.oulad adapter not wired yet")
+    try:
+        o = oulad.Oulad(data_dir)
+    except FileNotFoundError as exc:
+        raise OuladSourceError(str(exc)) from None
+    course_ids = [
+        c.course_id
+        for c in o.courses
+        if (module is None or c.module == module)
+        and (presentation is None or c.presentation == presentation)
+    ]
+    if not course_ids:
+        known = ", ".join(f"{c.module}/{c.presentation}" for c in o.courses)
+        raise OuladSourceError(
+            f"no OULAD module-presentation matches {module or '*'}/{presentation or '*'}; "
+            f"choose from: {known}"
+        )
+    enrol = o.enrolments
+    enrol = enrol[enrol["course_id"].isin(course_ids)]
+    users: set[int] | None = None
+    if max_students:
+        firsts = enrol.sort_values("user_id").groupby("course_id").head(max_students)
+        users = {int(u) for u in firsts["user_id"]}
+        enrol = enrol[enrol["user_id"].isin(users)]
+    table = o.event_table(module, presentation, users)
+    rewrite = site != oulad.SITE
+
+    def events() -> Iterator[LmsEvent]:
+        for r in table.itertuples(index=False):
+            ev = oulad.row_to_event(r)
+            yield ev.model_copy(update={"site": site}) if rewrite else ev
+
+    cals = [c for cid, c in o.calendars().items() if cid in course_ids]
+    profs = [
+        p
+        for (cid, uid), p in o.profiles().items()
+        if cid in course_ids and (users is None or uid in users)
+    ]
+    if rewrite:
+        cals = [c.model_copy(update={"site": site}) for c in cals]
+        profs = [p.model_copy(update={"site": site}) for p in profs]
+    return OuladSource(events(), len(table), cals, profs, course_ids, users)
