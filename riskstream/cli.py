@@ -137,35 +137,14 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
     console.print(f"[green]round trip ok[/]: {n} events through {s.kafka_bootstrap}")
 
 
-@app.command()
-def demo() -> None:
-    """The main job: start the stack, send events through it and read them back, stop it."""
-    s = _settings()
-    st = stack_from(s)
-    from contracts import TOPICS
-    from riskstream.kafka_admin import ensure_topics
-    from riskstream.smoke import round_trip
-
-    try:
-        st.up()
-    except StackError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        asyncio.run(ensure_topics(st.bootstrap, TOPICS.all()))
-        got = asyncio.run(round_trip(st.bootstrap, n=6))
-        for part, ev in got:
-            console.print(f"partition {part}: {ev.model_dump_json()}")
-        console.print(f"[green]{len(got)} events published and read back[/] via {st.bootstrap}")
-    finally:
-        st.down()
-
-
 def _register_deploy_commands() -> None:
     """Replay and demo live in their own modules (deployment engineer)."""
     from riskstream.cli_ops import ping_command, topics_command
     from riskstream.cli_replay import replay_command
+    from riskstream.demo import demo_command
 
     app.command("replay")(replay_command)
+    app.command("demo")(demo_command)
     app.command("topics")(topics_command)
     app.command("ping")(ping_command)
 

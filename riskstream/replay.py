@@ -429,6 +429,7 @@ class OuladSource:
     profiles: list[StudentProfile]
     course_ids: list[int]
     users: set[int] | None
+    reader: Any = None  # the models.oulad.Oulad it came from (outcomes for scoring)
 
 
 def parse_selection(sel: str) -> tuple[str | None, str | None]:
@@ -515,4 +516,4 @@ def _from_models_oulad(
     if rewrite:
         cals = [c.model_copy(update={"site": site}) for c in cals]
         profs = [p.model_copy(update={"site": site}) for p in profs]
-    return OuladSource(events(), len(table), cals, profs, course_ids, users)
+    return OuladSource(events(), len(table), cals, profs, course_ids, users, o)
