@@ -319,3 +319,30 @@ def test_cli_replay_sigint_stops_cleanly(stack: Stack, tmp_path: Path) -> None:
     acked = int(table["acked"])
     assert 0 < acked < 5000
     assert len(asyncio.run(consume_all(stack.bootstrap, topic, acked))) == acked
+
+
+# --- OULAD source --------------------------------------------------------------------------
+
+
+def test_oulad_source_is_ordered_limited_and_rewrites_site() -> None:
+    from tests.conftest import OULAD_DIR
+
+    if not (OULAD_DIR / "studentVle.parquet").is_file():
+        pytest.skip(f"OULAD not found at {OULAD_DIR}")
+    from riskstream.replay import OuladSourceError, load_oulad
+
+    src = load_oulad(OULAD_DIR, "GGG/2014B", site="replay-test", max_students=15)
+    events = list(src.events)
+    assert len(events) == src.total > 0
+    assert events == sorted(events, key=lambda e: (e.time, e.event_id))
+    assert [e.event_id for e in events] == sorted({e.event_id for e in events})
+    assert {e.site for e in events} == {"replay-test"}
+    assert src.users is not None and len(src.users) == 15
+    assert {e.user_id for e in events} <= src.users
+    assert len(src.calendars) == 1 and src.calendars[0].site == "replay-test"
+    assert {p.user_id for p in src.profiles} == src.users
+    assert any(e.grade is not None for e in events)  # assessment submissions are events too
+    with pytest.raises(OuladSourceError, match="choose from"):
+        load_oulad(OULAD_DIR, "ZZZ/2014B")
+    with pytest.raises(OuladSourceError, match="RISKSTREAM_DATA_DIR"):
+        load_oulad(OULAD_DIR / "nope", "GGG/2014B")
