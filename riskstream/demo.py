@@ -619,7 +619,7 @@ def demo_command(
     from riskstream.cli import _fail, _settings, console, stack_from
     from riskstream.cli_replay import make_pace
     from riskstream.kafka_admin import ensure_topics
-    from riskstream.replay import OuladSourceError
+    from riskstream.replay import OuladSourceError, resolve_data_dir
     from riskstream.stack import StackError
 
     s = _settings()
@@ -630,7 +630,7 @@ def demo_command(
         bootstrap=st.bootstrap,
         redis_url=st.redis_url,
         registry=s.model_registry,
-        data_dir=s.data_dir,
+        data_dir=resolve_data_dir(s.data_dir),
         report_dir=report_dir or Path("reports") / f"demo-{stamp}",
         device=s.device,
         selection=oulad,

@@ -445,6 +445,20 @@ def parse_selection(sel: str) -> tuple[str | None, str | None]:
     return sel.upper(), None
 
 
+def resolve_data_dir(path: Path) -> Path:
+    """The OULAD folder: ``path`` if it exists, else ``shared/datasets/oulad`` found in a
+    parent of the working directory or of this checkout (worktrees, CI clones beside shared/)."""
+    if path.exists() or path.is_absolute():
+        return path
+    here = Path(__file__).resolve().parent.parent
+    for base in (Path.cwd().resolve(), here):
+        for parent in (base, *base.parents):
+            cand = parent / "shared" / "datasets" / "oulad"
+            if (cand / "studentVle.parquet").is_file():
+                return cand
+    return path
+
+
 def load_oulad(
     data_dir: Path, selection: str, site: str = "oulad", max_students: int = 0
 ) -> OuladSource:
@@ -453,6 +467,7 @@ def load_oulad(
     ``max_students`` keeps the first N students (by id) of each presentation: a short,
     reproducible replay for CI and quick looks.
     """
+    data_dir = resolve_data_dir(data_dir)
     if not (data_dir / "studentVle.parquet").is_file():
         raise OuladSourceError(
             f"OULAD Parquet files not found in {data_dir}; set RISKSTREAM_DATA_DIR to the folder "
