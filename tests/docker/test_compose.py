@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ def _substitute(value: Any) -> Any:
     return value
 
 
+@functools.cache
 def load_compose() -> dict[str, Any]:
     """The resolved file: ``docker-compose config`` when installed, else YAML + substitution."""
     exe = shutil.which("docker-compose")
