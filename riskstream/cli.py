@@ -152,6 +152,9 @@ def _register_deploy_commands() -> None:
 _register_deploy_commands()
 
 
+__import__("riskstream.cli_stream").cli_stream.register(app)  # worker, alerts tail
+
+
 def main() -> None:
     app()
 
