@@ -280,7 +280,9 @@ class Demo:
         self.children = Children(cfg.report_dir / "children.json")
 
     def env(self) -> dict[str, str]:
+        # a short session timeout: the worker's first group join takes half of it
         return {
+            "RISKSTREAM_STREAM_SESSION_TIMEOUT_MS": "6000",
             **os.environ,
             **self.cfg.env,
             "RISKSTREAM_KAFKA_BOOTSTRAP": self.cfg.bootstrap,
