@@ -158,8 +158,9 @@ def replay_command(
 ) -> None:
     """Publish recorded events in time order, keyed by student, at a chosen pace.
 
-    Default pace is as fast as possible. Course calendars and student profiles go to Redis
-    first so the worker can featurize. Ctrl-C stops cleanly and reports what was sent.
+    Default pace: as fast as possible. Calendars and profiles go to Redis first.
+
+    Ctrl-C stops cleanly and reports what was sent.
     """
     from riskstream.cli import _fail, _settings
 
