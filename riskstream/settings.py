@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     site: str = Field(default="", description="Site id on events; defaults to the Moodle host")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_registry: Path = Path("var/registry")
+    cache_dir: Path = Field(default=Path("var/cache"), description="Cached training tensors")
     state_dir: Path = Path("var/stack")
     data_dir: Path = Field(
         default=Path("../shared/datasets/oulad"), description="OULAD Parquet folder"
