@@ -33,6 +33,13 @@ class Settings(BaseSettings):
         default="memory://tansu/", description="Tansu storage engine URL (memory:// or s3://)"
     )
     redis_appendonly: bool = True
+    broker_durable: bool = Field(
+        default=False,
+        description="Keep the embedded broker's topics, data and group offsets across restarts "
+        "(Tansu s3:// storage on a local s3rver; overrides broker_storage)",
+    )
+    s3_port: int = Field(default=19094, ge=1, le=65535, description="s3rver port (durable mode)")
+    s3rver_bin: str = Field(default="", description="Path to s3rver; default PATH or var/node")
     log_level: str = "INFO"
     log_json: bool = False
 
