@@ -1,0 +1,1 @@
+"""Featurizer, PyTorch risk models, trainer and versioned registry (imports only ``contracts``)."""

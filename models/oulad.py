@@ -1,0 +1,403 @@
+"""OULAD adapter: the Open University tables as riskstream's own events, calendars and profiles.
+
+So the replayer, the trainer and the stream share one format: one studentVle row becomes one
+``LmsEvent`` with ``count = sum_click``; each non-banked TMA/CMA submission becomes an
+assignment/quiz event with ``grade`` = score and ``max_grade`` = 100. Exams are not LMS
+activity (they are sat offline) and are left out of the events; their dates are deadlines.
+
+OULAD gives days relative to the presentation start only; we pin each presentation to a fixed
+start date (B = 1 February, J = 1 October of its year, UTC) so events get real timestamps.
+Rows within one (course, day) are spread deterministically over that day, in
+(student, site) order, so event times and ids are reproducible and increase together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from contracts import (
+    ACTIVITY_TYPES,
+    ActivityType,
+    CourseCalendar,
+    Deadline,
+    LmsEvent,
+    StudentProfile,
+)
+
+SITE = "oulad"
+
+#: OULAD activity_type -> (canonical activity, Moodle-like component)
+OULAD_ACTIVITY: dict[str, tuple[ActivityType, str]] = {
+    "resource": (ActivityType.RESOURCE, "mod_resource"),
+    "folder": (ActivityType.RESOURCE, "mod_folder"),
+    "oucontent": (ActivityType.CONTENT, "mod_page"),
+    "page": (ActivityType.CONTENT, "mod_page"),
+    "subpage": (ActivityType.CONTENT, "mod_page"),
+    "sharedsubpage": (ActivityType.CONTENT, "mod_page"),
+    "dualpane": (ActivityType.CONTENT, "mod_page"),
+    "htmlactivity": (ActivityType.CONTENT, "mod_page"),
+    "repeatactivity": (ActivityType.CONTENT, "mod_lesson"),
+    "dataplus": (ActivityType.CONTENT, "mod_data"),
+    "url": (ActivityType.URL, "mod_url"),
+    "forumng": (ActivityType.FORUM, "mod_forum"),
+    "quiz": (ActivityType.QUIZ, "mod_quiz"),
+    "externalquiz": (ActivityType.QUIZ, "mod_quiz"),
+    "oucollaborate": (ActivityType.COLLABORATE, "mod_bigbluebuttonbn"),
+    "ouelluminate": (ActivityType.COLLABORATE, "mod_bigbluebuttonbn"),
+    "ouwiki": (ActivityType.WIKI, "mod_wiki"),
+    "glossary": (ActivityType.GLOSSARY, "mod_glossary"),
+    "homepage": (ActivityType.COURSE_VIEW, "core"),
+    "questionnaire": (ActivityType.OTHER, "mod_feedback"),
+}
+_ACT_INDEX = {a: i for i, a in enumerate(ACTIVITY_TYPES)}
+_QUIZ_IDX = _ACT_INDEX[ActivityType.QUIZ]
+_ASSIGN_IDX = _ACT_INDEX[ActivityType.ASSIGNMENT]
+_OTHER_IDX = _ACT_INDEX[ActivityType.OTHER]
+
+#: event table columns (one row = one event), shared with the trainer
+EVENT_COLUMNS = (
+    "course_id",
+    "user_id",
+    "day",
+    "second",
+    "activity",
+    "count",
+    "cmid",
+    "submitted",
+    "grade",
+)
+
+
+def presentation_start(presentation: str) -> datetime:
+    """Fixed start date of an OULAD presentation: 2013B -> 2013-02-01, 2013J -> 2013-10-01."""
+    year = int(presentation[:4])
+    month = {"B": 2, "J": 10}[presentation[4].upper()]
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Course:
+    course_id: int
+    module: str
+    presentation: str
+    length_days: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}-{self.presentation}"
+
+
+class Oulad:
+    """Lazy reader of the OULAD Parquet folder."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        if not (self.data_dir / "studentInfo.parquet").is_file():
+            raise FileNotFoundError(
+                f"no OULAD Parquet files in {self.data_dir}; set RISKSTREAM_DATA_DIR to the "
+                "folder holding studentInfo.parquet, studentVle.parquet, ..."
+            )
+
+    def _read(self, name: str, **kw: object) -> pd.DataFrame:
+        return pd.read_parquet(self.data_dir / f"{name}.parquet", **kw)  # type: ignore[arg-type]
+
+    # -- courses ---------------------------------------------------------------------
+    @cached_property
+    def courses(self) -> list[Course]:
+        """Course ids 1..n in (module, presentation) order: stable across runs."""
+        df = self._read("courses").sort_values(["code_module", "code_presentation"])
+        return [
+            Course(
+                i + 1,
+                str(r.code_module),
+                str(r.code_presentation),
+                int(r.module_presentation_length),
+            )
+            for i, r in enumerate(df.itertuples(index=False))
+        ]
+
+    def course_id(self, module: str, presentation: str) -> int:
+        for c in self.courses:
+            if (c.module, c.presentation) == (module, presentation):
+                return c.course_id
+        raise KeyError(f"no OULAD course {module} {presentation}")
+
+    def course(self, course_id: int) -> Course:
+        for c in self.courses:
+            if c.course_id == course_id:
+                return c
+        raise KeyError(f"no OULAD course id {course_id}")
+
+    def _course_ids(self, module: str | None, presentation: str | None) -> list[int]:
+        return [
+            c.course_id
+            for c in self.courses
+            if (module is None or c.module == module)
+            and (presentation is None or c.presentation == presentation)
+        ]
+
+    def _with_course_id(self, df: pd.DataFrame) -> pd.DataFrame:
+        ids = {(c.module, c.presentation): c.course_id for c in self.courses}
+        keys = list(
+            zip(df["code_module"].astype(str), df["code_presentation"].astype(str), strict=True)
+        )
+        out = df.copy()
+        out["course_id"] = np.asarray([ids.get(k, 0) for k in keys], dtype=np.int64)
+        return out
+
+    # -- calendars and profiles -----------------------------------------------------------
+    def calendars(self) -> dict[int, CourseCalendar]:
+        """Per course: fixed start date, length and every assessment's cut-off as a deadline."""
+        ass = self._read("assessments")
+        out: dict[int, CourseCalendar] = {}
+        for c in self.courses:
+            start = presentation_start(c.presentation)
+            rows = ass[(ass.code_module == c.module) & (ass.code_presentation == c.presentation)]
+            deadlines = []
+            for r in rows.itertuples(index=False):
+                day = c.length_days - 1 if pd.isna(r.date) else int(r.date)
+                kind = {"TMA": "assignment", "CMA": "quiz", "Exam": "exam"}.get(
+                    str(r.assessment_type), "other"
+                )
+                deadlines.append(
+                    Deadline(
+                        due=start + timedelta(days=day),
+                        kind=kind,  # type: ignore[arg-type]
+                        weight=float(r.weight),
+                        cmid=int(r.id_assessment),
+                    )
+                )
+            deadlines.sort(key=lambda d: d.due)
+            out[c.course_id] = CourseCalendar(
+                site=SITE,
+                course_id=c.course_id,
+                start=start,
+                length_days=c.length_days,
+                deadlines=deadlines,
+                name=c.name,
+            )
+        return out
+
+    @cached_property
+    def enrolments(self) -> pd.DataFrame:
+        """studentInfo + registration, with course_id, label, withdrawal day and final score.
+
+        label 1 = Fail or Withdrawn. ``withdraw_day`` = date_unregistration (NaN if none).
+        ``final_score`` = weight-averaged assessment score / 100 over submitted assessments
+        (NaN when the student submitted none).
+        """
+        info = self._with_course_id(self._read("studentInfo"))
+        reg = self._read("studentRegistration")
+        df = info.merge(reg, on=["code_module", "code_presentation", "id_student"], how="left")
+        df["label"] = df["final_result"].isin(["Fail", "Withdrawn"]).astype(np.int64)
+        df["withdraw_day"] = df["date_unregistration"].astype("float64")
+        df["registration_day"] = df["date_registration"].astype("float64")
+        ass = self._read("assessments")[
+            ["id_assessment", "code_module", "code_presentation", "weight"]
+        ]
+        sa = self._read("studentAssessment").merge(ass, on="id_assessment")
+        sa = sa[sa["score"].notna()]
+        w = sa["weight"].astype("float64").clip(lower=1.0)
+        sa = sa.assign(ws=sa["score"].astype("float64") * w, w=w)
+        agg = sa.groupby(["code_module", "code_presentation", "id_student"])[["ws", "w"]].sum()
+        agg["final_score"] = (agg["ws"] / agg["w"] / 100.0).clip(0.0, 1.0)
+        df = df.merge(
+            agg[["final_score"]].reset_index(),
+            on=["code_module", "code_presentation", "id_student"],
+            how="left",
+        )
+        df = df.rename(columns={"id_student": "user_id"})
+        df = df.sort_values(["course_id", "user_id"]).reset_index(drop=True)
+        return df
+
+    def outcomes(self) -> pd.DataFrame:
+        """course_id, user_id, final_result, label (1 = Fail/Withdrawn), withdraw_day, score."""
+        cols = ["course_id", "user_id", "final_result", "label", "withdraw_day", "final_score"]
+        return self.enrolments[cols].copy()
+
+    def profiles(self) -> dict[tuple[int, int], StudentProfile]:
+        """(course_id, user_id) -> StudentProfile (protected attributes included)."""
+        out: dict[tuple[int, int], StudentProfile] = {}
+        for r in self.enrolments.itertuples(index=False):
+            out[(int(r.course_id), int(r.user_id))] = _profile(r)
+        return out
+
+    # -- events --------------------------------------------------------------------------
+    def event_table(
+        self,
+        module: str | None = None,
+        presentation: str | None = None,
+        users: set[int] | None = None,
+    ) -> pd.DataFrame:
+        """All events as one table (EVENT_COLUMNS), sorted in time order.
+
+        ``day`` is the raw OULAD day (negative before the start); ``second`` the deterministic
+        second within that day. ``grade`` is NaN for click rows; ``submitted`` marks
+        assessment submissions.
+        """
+        ids = self._course_ids(module, presentation)
+        if not ids:
+            raise KeyError(f"no OULAD course matches module={module} presentation={presentation}")
+        filters: list[tuple[str, str, object]] = []
+        if module is not None:
+            filters.append(("code_module", "==", module))
+        if presentation is not None:
+            filters.append(("code_presentation", "==", presentation))
+        vle_cols = [
+            "code_module",
+            "code_presentation",
+            "id_student",
+            "id_site",
+            "date",
+            "sum_click",
+        ]
+        sv = self._read("studentVle", columns=vle_cols, filters=filters or None)
+        if users is not None:
+            sv = sv[sv["id_student"].isin(list(users))]
+        sites = self._read("vle", columns=["id_site", "activity_type"])
+        act_of_type = {k: _ACT_INDEX[v[0]] for k, v in OULAD_ACTIVITY.items()}
+        site_act = dict(
+            zip(
+                sites["id_site"].astype(int),
+                [act_of_type.get(str(t), _OTHER_IDX) for t in sites["activity_type"]],
+                strict=True,
+            )
+        )
+        sv = self._with_course_id(sv)
+        clicks = pd.DataFrame(
+            {
+                "course_id": sv["course_id"].to_numpy(np.int64),
+                "user_id": sv["id_student"].to_numpy(np.int64),
+                "day": sv["date"].to_numpy(np.int64),
+                "activity": sv["id_site"].map(site_act).fillna(_OTHER_IDX).to_numpy(np.int64),
+                "count": sv["sum_click"].to_numpy(np.int64).clip(1, 100_000),
+                "cmid": sv["id_site"].to_numpy(np.int64),
+                "submitted": np.zeros(len(sv), dtype=bool),
+                "grade": np.full(len(sv), np.nan),
+            }
+        )
+        ass = self._read("assessments")
+        ass = self._with_course_id(ass)
+        ass = ass[ass["course_id"].isin(ids) & (ass["assessment_type"] != "Exam")]
+        sa = self._read("studentAssessment")
+        sa = sa[(sa["is_banked"] == 0)].merge(
+            ass[["id_assessment", "course_id", "assessment_type"]], on="id_assessment"
+        )
+        if users is not None:
+            sa = sa[sa["id_student"].isin(list(users))]
+        subs = pd.DataFrame(
+            {
+                "course_id": sa["course_id"].to_numpy(np.int64),
+                "user_id": sa["id_student"].to_numpy(np.int64),
+                "day": sa["date_submitted"].to_numpy(np.int64),
+                "activity": np.where(sa["assessment_type"] == "CMA", _QUIZ_IDX, _ASSIGN_IDX),
+                "count": np.ones(len(sa), dtype=np.int64),
+                "cmid": sa["id_assessment"].to_numpy(np.int64),
+                "submitted": np.ones(len(sa), dtype=bool),
+                "grade": sa["score"].astype("float64").to_numpy(),
+            }
+        )
+        df = pd.concat([clicks, subs], ignore_index=True)
+        # submissions come after the day's clicks; rows spread over the day in a fixed order
+        df = df.sort_values(
+            ["course_id", "day", "submitted", "user_id", "cmid"], kind="stable"
+        ).reset_index(drop=True)
+        rank = df.groupby(["course_id", "day"]).cumcount().to_numpy()
+        size = df.groupby(["course_id", "day"])["user_id"].transform("size").to_numpy()
+        df["second"] = (rank * 86400) // np.maximum(size, 1)
+        starts = {c.course_id: presentation_start(c.presentation).timestamp() for c in self.courses}
+        df["ts"] = df["course_id"].map(starts) + df["day"] * 86400 + df["second"]
+        df = df.sort_values(["ts", "course_id", "user_id", "cmid"], kind="stable")
+        df = df.reset_index(drop=True)
+        df["event_id"] = np.arange(1, len(df) + 1, dtype=np.int64)
+        return df
+
+    def iter_events(
+        self,
+        module: str | None = None,
+        presentation: str | None = None,
+        users: set[int] | None = None,
+    ) -> Iterator[LmsEvent]:
+        """LmsEvents in time order (event ids increase with time), from ``event_table``."""
+        df = self.event_table(module, presentation, users)
+        for r in df.itertuples(index=False):
+            yield row_to_event(r)
+
+
+_ACT_COMPONENT: dict[int, str] = {
+    _ACT_INDEX[a]: comp for a, comp in reversed(list(OULAD_ACTIVITY.values()))
+}
+
+
+def row_to_event(r: object) -> LmsEvent:
+    """One event-table row (namedtuple from ``event_table``) -> LmsEvent."""
+    act = ACTIVITY_TYPES[int(r.activity)]  # type: ignore[attr-defined]
+    time = datetime.fromtimestamp(float(r.ts), tz=UTC)  # type: ignore[attr-defined]
+    common = {
+        "site": SITE,
+        "event_id": int(r.event_id),  # type: ignore[attr-defined]
+        "user_id": int(r.user_id),  # type: ignore[attr-defined]
+        "course_id": int(r.course_id),  # type: ignore[attr-defined]
+        "time": time,
+        "cmid": int(r.cmid),  # type: ignore[attr-defined]
+        "activity": act,
+    }
+    if bool(r.submitted):  # type: ignore[attr-defined]
+        grade = float(r.grade)  # type: ignore[attr-defined]
+        is_quiz = act == ActivityType.QUIZ
+        comp = "mod_quiz" if is_quiz else "mod_assign"
+        return LmsEvent(
+            **common,  # type: ignore[arg-type]
+            eventname=f"\\{comp}\\event\\"
+            + ("attempt_submitted" if is_quiz else "assessable_submitted"),
+            component=comp,
+            action="submitted",
+            target="attempt" if is_quiz else "assessable",
+            crud="c",
+            count=1,
+            grade=None if np.isnan(grade) else grade,
+            max_grade=None if np.isnan(grade) else 100.0,
+            attempt_id=int(r.event_id),  # type: ignore[attr-defined]
+        )
+    comp = _ACT_COMPONENT.get(int(r.activity), "core")  # type: ignore[attr-defined]
+    target = "course" if act == ActivityType.COURSE_VIEW else "course_module"
+    return LmsEvent(
+        **common,  # type: ignore[arg-type]
+        eventname=f"\\{comp}\\event\\{target}_viewed",
+        component=comp,
+        action="viewed",
+        target=target,
+        count=int(r.count),  # type: ignore[attr-defined]
+    )
+
+
+def _opt_int(v: object) -> int | None:
+    return None if v is None or pd.isna(v) else int(v)  # type: ignore[call-overload]
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None or pd.isna(v) else str(v)  # type: ignore[call-overload]
+
+
+def _profile(r: object) -> StudentProfile:
+    return StudentProfile(
+        site=SITE,
+        user_id=int(r.user_id),  # type: ignore[attr-defined]
+        course_id=int(r.course_id),  # type: ignore[attr-defined]
+        num_prev_attempts=_opt_int(r.num_of_prev_attempts),  # type: ignore[attr-defined]
+        studied_credits=_opt_int(r.studied_credits),  # type: ignore[attr-defined]
+        highest_education=_opt_str(r.highest_education),  # type: ignore[attr-defined]
+        registration_day=_opt_int(r.registration_day),  # type: ignore[attr-defined]
+        gender=_opt_str(r.gender),  # type: ignore[attr-defined]
+        age_band=_opt_str(r.age_band),  # type: ignore[attr-defined]
+        disability=None if _opt_str(r.disability) is None else str(r.disability) == "Y",  # type: ignore[attr-defined]
+        imd_band=_opt_str(r.imd_band),  # type: ignore[attr-defined]
+        region=_opt_str(r.region),  # type: ignore[attr-defined]
+    )

@@ -1,0 +1,289 @@
+"""Versioned model directories with a ``current`` pointer.
+
+Layout under ``root``::
+
+    v0001/  model.pt (state_dict)  model.json (kind + constructor config)
+            spec.json (feature spec + its hash)  thresholds.json  metrics.json
+            data.json (training data summary)  meta.json (version, created, parent)
+    current            text file holding the version in service, e.g. "v0002"
+
+A version directory is written under a temporary name and renamed into place, so readers never
+see half a model. Loading recomputes the spec hash with the running featurizer and refuses a
+mismatch: a model must see exactly the features it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from contracts import RiskLevel
+from models.device import resolve_device
+from models.features import FeatureSpec, Featurizer
+
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot go ahead; the message says what to do."""
+
+
+class SpecMismatchError(RegistryError):
+    """The model was trained on other features than the running featurizer computes."""
+
+
+@dataclass
+class Thresholds:
+    """Alert policy: alert at ``medium``/``high``; re-arm once risk falls below ``rearm``;
+    no alert before ``min_days`` of course data; at most one alert per ``cooldown_days``."""
+
+    medium: float = 0.5
+    high: float = 0.7
+    rearm: float = 0.4
+    min_days: int = 7
+    cooldown_days: int = 7
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rearm <= self.medium <= self.high <= 1.0:
+            raise ValueError(
+                f"thresholds need 0 <= rearm <= medium <= high <= 1, got rearm={self.rearm} "
+                f"medium={self.medium} high={self.high}"
+            )
+
+    def level(self, risk: float) -> RiskLevel:
+        if risk >= self.high:
+            return RiskLevel.HIGH
+        if risk >= self.medium:
+            return RiskLevel.MEDIUM
+        return RiskLevel.LOW
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        return cls(
+            medium=float(data["medium"]),
+            high=float(data["high"]),
+            rearm=float(data["rearm"]),
+            min_days=int(data["min_days"]),
+            cooldown_days=int(data["cooldown_days"]),
+        )
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    model: nn.Module  # in eval mode, on ``device``
+    spec: FeatureSpec
+    featurizer: Featurizer
+    thresholds: Thresholds
+    metrics: dict[str, Any]
+    device: torch.device
+    kind: str = "lstm"
+    data_summary: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def model_class(kind: str) -> type[nn.Module]:
+    """Model class for a registry ``kind`` ('lstm', 'cnn_lstm')."""
+    if kind == "lstm":
+        from models.lstm import LstmRisk
+
+        return LstmRisk
+    if kind == "cnn_lstm":
+        from models.cnn_lstm import CnnLstmRisk
+
+        return CnnLstmRisk
+    raise RegistryError(f"unknown model kind {kind!r}; expected 'lstm' or 'cnn_lstm'")
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+class Registry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- reading ----------------------------------------------------------------------
+    def _version_dirs(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        names = [p.name for p in self.root.iterdir() if p.is_dir() and _VERSION_RE.match(p.name)]
+        return sorted(names, key=lambda n: int(n[1:]))
+
+    def current_version(self) -> str | None:
+        ptr = self.root / "current"
+        if ptr.is_file():
+            v = ptr.read_text().strip()
+            if v and (self.root / v).is_dir():
+                return v
+        return None
+
+    def versions(self) -> list[dict[str, Any]]:
+        """One summary per version, oldest first (for the API and the CLI)."""
+        cur = self.current_version()
+        out = []
+        for v in self._version_dirs():
+            d = self.root / v
+            meta = _read_json(d / "meta.json") if (d / "meta.json").is_file() else {}
+            metrics = _read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+            data = _read_json(d / "data.json") if (d / "data.json").is_file() else {}
+            out.append(
+                {
+                    "version": v,
+                    "current": v == cur,
+                    "kind": meta.get("kind"),
+                    "created": meta.get("created"),
+                    "parent": meta.get("parent"),
+                    "spec_hash": meta.get("spec_hash"),
+                    "thresholds": _read_json(d / "thresholds.json")
+                    if (d / "thresholds.json").is_file()
+                    else None,
+                    "metrics": metrics,
+                    "data": data,
+                }
+            )
+        return out
+
+    def load(
+        self,
+        version: str | None = None,
+        device: str = "cpu",
+        expected_spec: FeatureSpec | None = None,
+    ) -> LoadedModel:
+        """Load a version (default: current) in eval mode; refuses a feature-spec mismatch."""
+        v = version or self.current_version()
+        if v is None:
+            raise RegistryError(
+                f"no current model in {self.root}; train one with `riskstream train` "
+                "(or `riskstream train --quick`)"
+            )
+        d = self.root / v
+        if not (d / "model.pt").is_file():
+            known = ", ".join(self._version_dirs()) or "none"
+            raise RegistryError(f"model version {v} not found in {self.root} (have: {known})")
+        spec_doc = _read_json(d / "spec.json")
+        stored_hash = str(spec_doc["hash"])
+        try:
+            running = FeatureSpec(
+                tuple(spec_doc["spec"]["day_features"]), tuple(spec_doc["spec"]["static_features"])
+            )
+        except ValueError as exc:
+            raise SpecMismatchError(
+                f"model {v} uses features the running featurizer does not know ({exc}); "
+                "retrain it with `riskstream train` or run the code it was trained with"
+            ) from None
+        if running.hash() != stored_hash:
+            raise SpecMismatchError(
+                f"model {v} was trained with feature spec {stored_hash[:12]} (featurizer "
+                f"v{spec_doc['spec'].get('version')}) but the running featurizer gives "
+                f"{running.hash()[:12]} (v{running.version}); retrain with `riskstream train` "
+                "or deploy the code the model was trained with"
+            )
+        if expected_spec is not None and expected_spec.hash() != stored_hash:
+            raise SpecMismatchError(
+                f"model {v} was trained with feature spec {stored_hash[:12]} but this worker "
+                f"is configured for {expected_spec.hash()[:12]}; publish a model trained on "
+                "the configured spec or change the worker's spec"
+            )
+        info = _read_json(d / "model.json")
+        kind = str(info["kind"])
+        model = model_class(kind)(**info["config"])
+        dev = resolve_device(device)
+        state = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.to(dev).eval()
+        return LoadedModel(
+            version=v,
+            model=model,
+            spec=running,
+            featurizer=Featurizer(running),
+            thresholds=Thresholds.from_dict(_read_json(d / "thresholds.json")),
+            metrics=_read_json(d / "metrics.json"),
+            device=dev,
+            kind=kind,
+            data_summary=_read_json(d / "data.json"),
+            meta=_read_json(d / "meta.json"),
+        )
+
+    # -- writing ----------------------------------------------------------------------
+    def publish(
+        self,
+        model: nn.Module,
+        spec: FeatureSpec,
+        thresholds: Thresholds,
+        metrics: dict[str, Any],
+        data_summary: dict[str, Any],
+        *,
+        make_current: bool = True,
+        parent: str | None = None,
+        notes: str = "",
+    ) -> str:
+        """Write a new version directory atomically; returns its name ("v0001", ...)."""
+        kind = getattr(model, "kind", None)
+        config = getattr(model, "config", None)
+        if not isinstance(kind, str) or not callable(config):
+            raise RegistryError("publish needs a riskstream model (LstmRisk or CnnLstmRisk)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.root))
+        try:
+            state = {k: t.detach().cpu() for k, t in model.state_dict().items()}
+            torch.save(state, tmp / "model.pt")
+            _write_json(tmp / "model.json", {"kind": kind, "config": config()})
+            _write_json(tmp / "spec.json", {"spec": spec.to_dict(), "hash": spec.hash()})
+            _write_json(tmp / "thresholds.json", thresholds.to_dict())
+            _write_json(tmp / "metrics.json", metrics)
+            _write_json(tmp / "data.json", data_summary)
+            for _ in range(100):
+                existing = self._version_dirs()
+                n = int(existing[-1][1:]) + 1 if existing else 1
+                version = f"v{n:04d}"
+                meta = {
+                    "version": version,
+                    "kind": kind,
+                    "created": datetime.now(UTC).isoformat(),
+                    "spec_hash": spec.hash(),
+                    "parent": parent,
+                    "notes": notes,
+                }
+                _write_json(tmp / "meta.json", meta)
+                try:
+                    os.rename(tmp, self.root / version)
+                except OSError:
+                    continue  # someone published the same number first
+                break
+            else:
+                raise RegistryError(f"could not allocate a version directory in {self.root}")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if make_current:
+            self.set_current(version)
+        return version
+
+    def set_current(self, version: str) -> None:
+        if not (self.root / version / "model.pt").is_file():
+            known = ", ".join(self._version_dirs()) or "none"
+            raise RegistryError(
+                f"cannot make {version} current: not in {self.root} (have: {known})"
+            )
+        ptr = self.root / "current"
+        tmp = ptr.with_name(".current.tmp")
+        tmp.write_text(version + "\n")
+        os.replace(tmp, ptr)
