@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The embedded broker + Redis on loopback.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+app.add_typer(__import__("riskstream.cli_connector").cli_connector.connector_app, name="connector")
 console = Console()
 
 

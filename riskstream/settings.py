@@ -20,6 +20,15 @@ class Settings(BaseSettings):
     moodle_url: str = Field(default="", description="Base URL of the Moodle site")
     moodle_token: SecretStr = Field(default=SecretStr(""), description="Web-service token")
     site: str = Field(default="", description="Site id on events; defaults to the Moodle host")
+    # Moodle connector (riskstream connector run)
+    connector_page_size: int = Field(default=1000, ge=1, le=5000, description="Log rows per call")
+    connector_course_id: int = Field(default=0, ge=0, description="Poll one course (0 = site)")
+    connector_idle_s: float = Field(default=2.0, gt=0, description="Wait when the log is drained")
+    connector_timeout_s: float = Field(default=30.0, gt=0, description="Per Moodle request")
+    connector_retries: int = Field(default=5, ge=1, description="Attempts per Moodle request")
+    connector_course_refresh_s: float = Field(default=3600.0, gt=0, description="Roster refresh")
+    connector_sink_group: str = "riskstream-sink"
+    connector_sink_max_attempts: int = Field(default=5, ge=1, description="Then dead letter")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_registry: Path = Path("var/registry")
     state_dir: Path = Path("var/stack")
