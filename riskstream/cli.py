@@ -47,6 +47,9 @@ def stack_from(s: Settings) -> Stack:
         redis_port=s.redis_port,
         broker_storage=s.broker_storage,
         redis_appendonly=s.redis_appendonly,
+        durable=s.broker_durable,
+        s3_port=s.s3_port,
+        s3rver_bin=s.s3rver_bin,
     )
 
 
@@ -57,8 +60,10 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
 
 def _print_status(st_dict: dict[str, object]) -> None:
     table = Table("service", "port", "pid", "running", "answering", "log")
-    for name in ("broker", "redis"):
-        svc = st_dict[name]
+    for name in ("broker", "redis", "s3"):
+        svc = st_dict.get(name)
+        if svc is None:  # s3 only in durable mode
+            continue
         assert isinstance(svc, dict)
         table.add_row(
             name,

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     api_pseudonym_key: SecretStr = Field(
         default=SecretStr(""), description="HMAC key; when set, user ids leave as pseudonyms"
     )
+    broker_durable: bool = Field(
+        default=False,
+        description="Keep the embedded broker's topics, data and group offsets across restarts "
+        "(Tansu s3:// storage on a local s3rver; overrides broker_storage)",
+    )
+    s3_port: int = Field(default=19094, ge=1, le=65535, description="s3rver port (durable mode)")
+    s3rver_bin: str = Field(default="", description="Path to s3rver; default PATH or var/node")
     # Stream worker (stream_app): micro-batches, state window, metrics, reload, alert sweep.
     stream_batch_max: int = Field(default=1000, ge=1, description="Max events per micro-batch")
     stream_batch_within: float = Field(default=0.05, gt=0, description="Seconds to fill a batch")
