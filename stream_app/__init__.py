@@ -1,0 +1,1 @@
+"""The stream worker: per-student state in Redis, batched incremental inference, alerts."""

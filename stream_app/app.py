@@ -1,0 +1,118 @@
+"""The Faust worker: one agent consuming the events topic in micro-batches.
+
+Acks: ``stream.take_events`` acks a batch's events only after the agent body returned for
+that batch (faust/streams.py), and Faust commits acked offsets. The agent therefore processes
+each batch fully (outputs acked by the broker, then the Redis transaction) before taking the
+next. Two traps handled here:
+
+- The generator acks in a ``finally``, so an exception in the body would ack unapplied
+  events. ``Processor.process`` never raises for bad data (dead letters) or outages (it
+  retries), and a cancellation in the middle of a batch (shutdown while Redis is down) ends
+  the process without a commit (``os._exit``), so those events are replayed.
+- No Faust Tables (changelog recovery loses updates with the embedded broker), agent
+  concurrency 1 (concurrency > 1 lost updates and order), no web server (``--without-web``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from typing import Any
+
+import faust
+import structlog
+
+from stream_app.records import InRecord
+from stream_app.runtime import Runtime, WorkerConfig
+
+log = structlog.get_logger("stream_app.app")
+EXIT_UNAPPLIED = 70
+_SHUTDOWN_GRACE_S = 5.0
+
+
+def make_app(cfg: WorkerConfig) -> faust.App:
+    app = faust.App(
+        cfg.group,
+        broker=f"kafka://{cfg.bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=cfg.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(0.5, cfg.session_timeout_ms / 4000),
+        broker_max_poll_records=cfg.batch_max,
+        stream_buffer_maxsize=max(4 * cfg.batch_max, 4096),
+        producer_acks=-1,
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        web_enabled=False,
+        datadir=tempfile.mkdtemp(prefix="riskstream-faust-"),  # nothing is stored there
+    )
+    topic = app.topic(cfg.topic, key_type=bytes, value_type=bytes)
+    rt = Runtime(cfg)
+    started: dict[str, Any] = {}
+
+    async def handle(records: list[InRecord]) -> None:
+        proc = started.get("proc")
+        if proc is None:
+            proc = started["proc"] = await rt.start()
+        rep = await proc.process(records)
+        rt.log_batch(rep)
+
+    @app.agent(topic, concurrency=1)
+    async def process_events(stream: Any) -> None:
+        async for batch in stream.take_events(cfg.batch_max, within=cfg.batch_within):
+            records = []
+            last: dict[int, int] = {}
+            for ev in batch:
+                m = ev.message
+                ts = int(m.timestamp * 1000) if m.timestamp else None
+                records.append(InRecord(m.topic, m.partition, m.offset, m.key, m.value, ts))
+                last[m.partition] = m.offset
+            task = asyncio.ensure_future(handle(records))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                done, _ = await asyncio.wait({task}, timeout=_SHUTDOWN_GRACE_S)
+                if not done or task.exception() is not None:
+                    log.error("worker.exit_unapplied", events=len(records))
+                    sys.stderr.flush()
+                    os._exit(EXIT_UNAPPLIED)
+                raise
+            except Exception as exc:  # a bug: never let take_events ack this batch
+                log.exception("worker.batch_failed", error=str(exc))
+                sys.stderr.flush()
+                os._exit(EXIT_UNAPPLIED)
+            for part, off in last.items():
+                tp = next(iter(ev.message.tp for ev in batch if ev.message.partition == part))
+                try:
+                    hw = app.consumer.highwater(tp)
+                except Exception:
+                    hw = None
+                rt.observe_lag(part, hw, off + 1)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _close(_: Any, **kwargs: Any) -> None:
+        if "proc" in started:
+            await rt.stop()
+
+    return app
+
+
+def run_worker(cfg: WorkerConfig, loglevel: str = "warning") -> None:
+    """Start one Faust worker in this process (blocks): no web server, uvloop."""
+    app = make_app(cfg)
+    loop: list[str] = []
+    try:
+        import uvloop  # noqa: F401
+
+        loop = ["-L", "uvloop"]
+    except ImportError:
+        pass
+    level = {"warning": "warn", "critical": "crit", "notset": "info"}.get(loglevel, loglevel)
+    if level not in {"crit", "error", "warn", "info", "debug"}:
+        level = "info"
+    sys.argv = ["riskstream-worker", *loop, "worker", "--without-web", "-l", level]
+    app.main()

@@ -1,0 +1,584 @@
+"""The batch logic, independent of Faust: records in, state + alerts + risk scores out.
+
+Per batch: decode (bad messages -> dead letters), one pipelined Redis read of every student's
+state, profile and course calendar, a plan in plain Python (dedupe by last applied id, fold
+events into open days, commit finished days and empty gap days), one batched model run off
+the event loop, the alert policy per event, then
+
+1. publish alerts, risk scores and dead letters and wait for the broker's acks, then
+2. write states, ranks and the ``rs:alerts`` stream in one MULTI/EXEC.
+
+That order loses nothing: if the worker dies between 1 and 2, the replay recomputes the same
+outputs (the state was not written, so the events are not skipped) and republishes them with
+the same deterministic alert ids; consumers dedupe alerts by ``alert_id`` (and risk scores are
+"latest wins"). If it dies after 2, the replayed events are no-ops (``event_id <= last_id``).
+The caller must only commit offsets after ``process`` returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+import redis.exceptions
+import structlog
+import torch
+from aiokafka.errors import KafkaError
+
+from contracts import (
+    SCHEMA_VERSION,
+    TOPICS,
+    ContractError,
+    Contribution,
+    CourseCalendar,
+    LmsEvent,
+    RiskAlert,
+    RiskLevel,
+    StudentProfile,
+    alert_id,
+    decode,
+    decode_event,
+    encode,
+)
+from stream_app.alerting import decide
+from stream_app.deadletter import dead_letter
+from stream_app.inference import InferenceEngine, StepPlan, StepResult, state_shapes
+from stream_app.metrics import Metrics
+from stream_app.records import InRecord, OutRecord, Publisher
+from stream_app.state import (
+    BatchRead,
+    BatchWrite,
+    StudentKey,
+    StudentState,
+    default_calendar,
+    encode_state,
+    ensure_calendars,
+    read_batch,
+    write_batch,
+)
+
+log = structlog.get_logger("stream_app.processor")
+T = TypeVar("T")
+
+MAX_DAYS_PAST_END = 60  # events this far after the course end are refused (calendar wrong?)
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    OSError,
+    KafkaError,
+)
+
+
+@dataclass
+class ModelHandle:
+    """A loaded registry model plus what the processor derives from it once."""
+
+    loaded: Any  # models.registry.LoadedModel
+    shapes: dict[str, tuple[int, ...]]
+    sizes: dict[str, int]
+    spec_hash: str
+    n_day: int
+    n_static: int
+
+    @property
+    def version(self) -> str:
+        return str(self.loaded.version)
+
+    @property
+    def featurizer(self) -> Any:
+        return self.loaded.featurizer
+
+    @classmethod
+    def of(cls, loaded: Any) -> ModelHandle:
+        spec = loaded.spec
+        shapes = state_shapes(loaded.model, spec.n_static, loaded.device)
+        sizes = {k: int(np.prod(s)) for k, s in shapes.items()}
+        return cls(loaded, shapes, sizes, spec.hash()[:12], spec.n_day, spec.n_static)
+
+
+Explainer = Callable[[Any, np.ndarray, np.ndarray], list[Contribution]]
+
+
+@dataclass
+class BatchReport:
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    late: int = 0
+    dead: int = 0
+    students: int = 0
+    commits: int = 0
+    alerts: list[RiskAlert] = field(default_factory=list)
+    inference_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
+class _Student:
+    key: StudentKey
+    st: StudentState
+    cal: CourseCalendar
+    profile: bytes | None
+    init: bool = False
+    rewarm: int = 0  # window rows replayed through a new model before the new commits
+    commit_req: list[int] = field(default_factory=list)  # indices into commit requests
+    events: list[int] = field(default_factory=list)  # indices into applied events
+
+
+@dataclass
+class _Applied:
+    rec: InRecord
+    ev: LmsEvent
+    student: int
+    after: int  # seq steps (re-warm + commits) done before this event's provisional step
+    day: int
+
+
+def risk_score_json(
+    st: StudentState, key: StudentKey, day: int, version_json: str, created_json: str
+) -> bytes:
+    """A RiskScore's wire JSON, formatted directly (one per student per batch, so hot);
+    tests check it decodes to the same RiskScore the pydantic model would make."""
+    site = _SITE_JSON.get(key.site)
+    if site is None:
+        site = _SITE_JSON[key.site] = json.dumps(key.site)
+    return (
+        f'{{"schema_version":{SCHEMA_VERSION},"site":{site},"user_id":{key.user},'
+        f'"course_id":{key.course},"risk":{st.risk!r},"level":"{st.level}","day":{day},'
+        f'"model_version":{version_json},"last_event_id":{st.last_id},'
+        f'"updated_at":{created_json}}}'
+    ).encode()
+
+
+_SITE_JSON: dict[str, str] = {}
+
+
+class Processor:
+    """Applies micro-batches of event records; one instance per worker process."""
+
+    def __init__(
+        self,
+        redis_client: Any,
+        publisher: Publisher,
+        model: ModelHandle,
+        engine: InferenceEngine | None = None,
+        window_days: int = 28,
+        first_day: int = 0,
+        metrics: Metrics | None = None,
+        explainer: Explainer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis_client
+        self.publisher = publisher
+        self.model = model
+        self.engine = engine or InferenceEngine()
+        self.window_days = window_days
+        self.first_day = first_day
+        self.metrics = metrics or Metrics()
+        self.explainer = explainer
+        self.clock = clock
+        self._cal_cache: dict[bytes, CourseCalendar] = {}
+        self.metrics.model_version.labels(model.version).set(1)
+
+    def swap_model(self, model: ModelHandle) -> None:
+        """Hot reload: used from the next batch on; students re-warm on their next event."""
+        self.metrics.model_version.labels(self.model.version).set(0)
+        self.model = model
+        self.metrics.model_version.labels(model.version).set(1)
+        log.info("model.swapped", version=model.version)
+
+    # -- retry ------------------------------------------------------------------------
+    async def _retry(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Redis or broker unreachable: wait and retry (backoff up to 5 s), never skip."""
+        delay = 0.1
+        while True:
+            try:
+                return await fn()
+            except _RETRYABLE as exc:
+                self.metrics.redis_retries.inc()
+                log.warning("retrying", what=what, error=str(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _calendar(self, raw: bytes) -> CourseCalendar:
+        cal = self._cal_cache.get(raw)
+        if cal is None:
+            if len(self._cal_cache) > 10_000:
+                self._cal_cache.clear()
+            cal = self._cal_cache[raw] = decode(CourseCalendar, raw)
+        return cal
+
+    # -- the batch ----------------------------------------------------------------------
+    async def process(self, records: list[InRecord]) -> BatchReport:
+        t0 = time.perf_counter()
+        rep = BatchReport(records=len(records))
+        handle = self.model
+        fz = handle.featurizer
+        out: list[OutRecord] = []
+
+        events: list[tuple[InRecord, LmsEvent]] = []
+        for rec in records:
+            if rec.value is None:
+                out.append(dead_letter(rec, "stream.decode", "message has no value"))
+                self.metrics.dead_letters.labels("stream.decode").inc()
+                continue
+            try:
+                events.append((rec, decode_event(rec.value)))
+            except (ContractError, ValueError) as exc:
+                out.append(dead_letter(rec, "stream.decode", exc))
+                self.metrics.dead_letters.labels("stream.decode").inc()
+        by_key: dict[StudentKey, list[int]] = {}
+        for i, (_, ev) in enumerate(events):
+            by_key.setdefault(StudentKey.of(ev), []).append(i)
+        keys = list(by_key)
+        courses = sorted({(k.site, k.course) for k in keys})
+
+        read: BatchRead = await self._retry(
+            "redis.read", lambda: read_batch(self.redis, keys, courses)
+        )
+        missing = {c: raw for c, raw in read.calendars.items() if raw is None}
+        if missing:
+            first: dict[tuple[str, int], datetime] = {}
+            for _, ev in events:
+                c = (ev.site, ev.course_id)
+                if c in missing and (c not in first or ev.time < first[c]):
+                    first[c] = ev.time
+            defaults = {c: default_calendar(c[0], c[1], first[c]) for c in missing}
+            won = await self._retry(
+                "redis.calendar", lambda: ensure_calendars(self.redis, defaults)
+            )
+            read.calendars.update(won)
+        cals = {c: self._calendar(raw) for c, raw in read.calendars.items() if raw is not None}
+
+        # ---- plan (plain Python, per student in arrival order) ----
+        students: list[_Student] = []
+        commit_acc: list[np.ndarray] = []
+        commit_day: list[int] = []
+        commit_course: list[tuple[str, int]] = []
+        applied: list[_Applied] = []
+        ev_acc: list[np.ndarray] = []
+        n_day = handle.n_day
+        for key in keys:
+            st = self._decode(read.states.get(key) or {}, handle)
+            s = _Student(key, st, cals[(key.site, key.course)], read.profiles.get(key))
+            si = len(students)
+            steps = 0
+            for i in by_key[key]:
+                rec, ev = events[i]
+                if ev.event_id <= st.last_id:
+                    rep.duplicates += 1
+                    continue
+                try:
+                    day = int(fz.day_of(ev.time, s.cal))
+                except (ValueError, TypeError, KeyError) as exc:
+                    out.append(dead_letter(rec, "stream.featurize", exc))
+                    self.metrics.dead_letters.labels("stream.featurize").inc()
+                    continue
+                if day > s.cal.length_days + MAX_DAYS_PAST_END:
+                    reason = (
+                        f"event is on course day {day}, more than {MAX_DAYS_PAST_END} days after "
+                        f"the course end (length {s.cal.length_days}); publish the right "
+                        f"CourseCalendar to rs:cal:{key.site}:{key.course}"
+                    )
+                    out.append(dead_letter(rec, "stream.day", reason))
+                    self.metrics.dead_letters.labels("stream.day").inc()
+                    continue
+                if not s.events:  # first applied event: (re)initialise if needed
+                    steps = self._prepare(s, handle, day)
+                assert st.day is not None and st.acc is not None
+                if day > st.day:
+                    for d in range(st.day, day):
+                        s.commit_req.append(len(commit_acc))
+                        commit_acc.append(st.acc if d == st.day else fz.empty_accumulator())
+                        commit_day.append(d)
+                        commit_course.append((key.site, key.course))
+                    steps += day - st.day
+                    st.acc = fz.empty_accumulator()
+                    st.day = day
+                elif day < st.day:
+                    rep.late += 1  # folded into the open day: committed days never change
+                try:
+                    fz.fold(st.acc, ev)
+                except (ValueError, TypeError, KeyError) as exc:
+                    out.append(dead_letter(rec, "stream.featurize", exc))
+                    self.metrics.dead_letters.labels("stream.featurize").inc()
+                    continue
+                s.events.append(len(applied))
+                applied.append(_Applied(rec, ev, si, steps, st.day))
+                ev_acc.append(st.acc.copy())
+                st.last_id = ev.event_id
+            students.append(s)
+        rep.applied = len(applied)
+        rep.dead = sum(1 for o in out if o.topic == TOPICS.dead_letter)
+        rep.commits = len(commit_acc)
+        active = [s for s in students if s.events]
+        rep.students = len(active)
+
+        alerts: list[RiskAlert] = []
+        write = BatchWrite()
+        now = self.clock()
+        if active:
+            commit_vec = self._vectors(fz, commit_acc, commit_day, commit_course, cals, n_day)
+            ev_vec = self._vectors(
+                fz,
+                ev_acc,
+                [a.day for a in applied],
+                [(a.ev.site, a.ev.course_id) for a in applied],
+                cals,
+                n_day,
+            )
+            plan, rows = self._plan(active, students, applied, commit_vec, ev_vec, handle)
+            ti = time.perf_counter()
+            res: StepResult = await self.engine.run(handle.loaded.model, handle.loaded.device, plan)
+            rep.inference_s = time.perf_counter() - ti
+            self.metrics.inference_seconds.observe(rep.inference_s)
+            alerts = self._apply(active, rows, res, commit_vec, applied, handle, now, write, out)
+            if alerts and self.explainer is not None:
+                alerts = await self._explain(alerts, active, handle)
+            for al in alerts:
+                payload = encode(al)
+                out.append(OutRecord(TOPICS.alerts, f"{al.site}:{al.user_id}".encode(), payload))
+                write.alerts.append(payload)
+        rep.alerts = alerts
+
+        if out:
+            await self._retry("kafka.publish", lambda: self.publisher.publish(out))
+        done = self.clock()
+        for a in applied:
+            if a.rec.timestamp_ms:
+                self.metrics.event_to_output.observe(max(0.0, done - a.rec.timestamp_ms / 1000))
+        for al in alerts:
+            self.metrics.event_to_alert.observe(max(0.0, done - al.event_time.timestamp()))
+            self.metrics.alerts.labels(al.level.value).inc()
+        if write.states:
+            await self._retry("redis.write", lambda: write_batch(self.redis, write))
+
+        self.metrics.events.labels("applied").inc(rep.applied)
+        self.metrics.events.labels("duplicate").inc(rep.duplicates)
+        self.metrics.events.labels("dead_letter").inc(rep.dead)
+        self.metrics.batch_size.observe(len(records))
+        rep.total_s = time.perf_counter() - t0
+        self.metrics.batch_seconds.observe(rep.total_s)
+        return rep
+
+    # -- helpers ------------------------------------------------------------------------
+    def _decode(self, raw: dict[bytes, bytes], handle: ModelHandle) -> StudentState:
+        from stream_app.state import decode_state
+
+        return decode_state(raw, handle.n_day)
+
+    def _prepare(self, s: _Student, handle: ModelHandle, day: int) -> int:
+        """Before a student's first applied event of the batch: start a new student, or
+        re-warm one whose state was made by another model version. Returns the number of
+        re-warm steps queued (they run before this batch's commits)."""
+        st = s.st
+        fz = handle.featurizer
+        n_acc = len(fz.empty_accumulator())
+        ms = st.model_state
+        shapes_ok = all(k in ms and ms[k].size == n for k, n in handle.sizes.items())
+        if st.is_new:
+            s.init = True
+            st.day = min(self.first_day, day)
+            st.d0 = day
+            st.acc = fz.empty_accumulator()
+            st.win = np.zeros((0, handle.n_day), dtype=np.float32)
+            return 0
+        if st.acc is None or len(st.acc) != n_acc:
+            st.acc = fz.empty_accumulator()
+        if st.ver == handle.version and st.spec == handle.spec_hash and shapes_ok:
+            if st.win is None:
+                st.win = np.zeros((0, handle.n_day), dtype=np.float32)
+            return 0
+        s.init = True
+        if st.spec != handle.spec_hash or st.win is None:
+            st.win = np.zeros((0, handle.n_day), dtype=np.float32)  # other features: start over
+        s.rewarm = len(st.win)
+        return s.rewarm
+
+    @staticmethod
+    def _vectors(
+        fz: Any,
+        accs: list[np.ndarray],
+        days: list[int],
+        courses: list[tuple[str, int]],
+        cals: dict[tuple[str, int], CourseCalendar],
+        n_day: int,
+    ) -> np.ndarray:
+        """Day vectors for many (accumulator, day) pairs, batched per course calendar."""
+        outv = np.zeros((len(accs), n_day), dtype=np.float32)
+        if not accs:
+            return outv
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, c in enumerate(courses):
+            groups.setdefault(c, []).append(i)
+        for c, idx in groups.items():
+            a = np.stack([accs[i] for i in idx]).astype(np.float32, copy=False)
+            d = np.asarray([days[i] for i in idx], dtype=np.int64)
+            outv[idx] = fz.day_vectors(a, d, cals[c])
+        return outv
+
+    def _plan(
+        self,
+        active: list[_Student],
+        students: list[_Student],
+        applied: list[_Applied],
+        commit_vec: np.ndarray,
+        ev_vec: np.ndarray,
+        handle: ModelHandle,
+    ) -> tuple[StepPlan, dict[int, int]]:
+        fz = handle.featurizer
+        rows = {id(s): r for r, s in enumerate(active)}
+        n = len(active)
+        states = {k: np.zeros((n, *shape), dtype=np.float32) for k, shape in handle.shapes.items()}
+        init_rows: list[int] = []
+        init_static: list[np.ndarray] = []
+        seqs: list[np.ndarray] = []
+        for r, s in enumerate(active):
+            if s.init:
+                init_rows.append(r)
+                prof = decode(StudentProfile, s.profile) if s.profile else None
+                init_static.append(np.asarray(fz.static_vector(prof), dtype=np.float32))
+            else:
+                for k, shape in handle.shapes.items():
+                    states[k][r] = s.st.model_state[k].reshape(shape)
+            parts = []
+            if s.rewarm:
+                assert s.st.win is not None
+                parts.append(s.st.win[-s.rewarm :])
+            if s.commit_req:
+                parts.append(commit_vec[s.commit_req])
+            seqs.append(np.concatenate(parts) if parts else np.zeros((0, handle.n_day), np.float32))
+        row_of_student = {si: rows[id(s)] for si, s in enumerate(students) if id(s) in rows}
+        plan = StepPlan(
+            states=states,
+            init_rows=np.asarray(init_rows, dtype=np.int64),
+            init_static=(
+                np.stack(init_static)
+                if init_static
+                else np.zeros((0, handle.n_static), dtype=np.float32)
+            ),
+            seqs=seqs,
+            ev_student=np.asarray([row_of_student[a.student] for a in applied], dtype=np.int64),
+            ev_after=np.asarray([a.after for a in applied], dtype=np.int64),
+            ev_x=ev_vec,
+        )
+        return plan, row_of_student
+
+    def _apply(
+        self,
+        active: list[_Student],
+        rows: dict[int, int],
+        res: StepResult,
+        commit_vec: np.ndarray,
+        applied: list[_Applied],
+        handle: ModelHandle,
+        now: float,
+        write: BatchWrite,
+        out: list[OutRecord],
+    ) -> list[RiskAlert]:
+        th = handle.loaded.thresholds
+        alerts: list[RiskAlert] = []
+        created = datetime.fromtimestamp(now, UTC)
+        ev_risk = np.clip(res.ev_risk, 0.0, 1.0).tolist()
+        version_json = json.dumps(handle.version)
+        created_json = json.dumps(created.isoformat().replace("+00:00", "Z"))
+        for r, s in enumerate(active):
+            st = s.st
+            alert_before = st.alert
+            for k in handle.shapes:
+                st.model_state[k] = res.states[k][r].reshape(-1).copy()
+            risks = res.seq_risk[r][s.rewarm :]
+            if len(risks):
+                st.traj = np.concatenate([st.traj, risks.astype(np.float16)])
+            if s.commit_req:
+                assert st.win is not None
+                st.win = np.concatenate([st.win, commit_vec[s.commit_req]])[-self.window_days :]
+            last = applied[s.events[-1]]
+            for e in s.events:
+                a = applied[e]
+                risk = ev_risk[e]
+                dec = decide(st.alert, risk, a.day, a.day - st.d0 + 1, th)
+                st.alert = dec.state
+                st.risk, st.level = risk, dec.level.value
+                if dec.raise_level is not None:
+                    alerts.append(
+                        self._alert(
+                            s.key, a, risk, dec.raise_level, dec.threshold, handle.version, created
+                        )
+                    )
+            st.ver, st.spec, st.upd = handle.version, handle.spec_hash, now
+            write.states[s.key] = encode_state(
+                st, full=s.init or bool(s.commit_req), alert=st.alert != alert_before
+            )
+            write.ranks[s.key] = st.risk
+            key = f"{s.key.site}:{s.key.course}:{s.key.user}".encode()
+            score = risk_score_json(st, s.key, last.day, version_json, created_json)
+            out.append(OutRecord(TOPICS.risk_latest, key, score))
+        return alerts
+
+    async def _explain(
+        self, alerts: list[RiskAlert], active: list[_Student], handle: ModelHandle
+    ) -> list[RiskAlert]:
+        """Contributions from models.explain (occlusion over the student's window); an
+        explanation failure never blocks the alert, it goes out without contributions."""
+        by_key = {s.key: s for s in active}
+        fz = handle.featurizer
+        explainer = self.explainer
+        assert explainer is not None
+
+        def work() -> list[RiskAlert]:
+            done = []
+            for al in alerts:
+                s = by_key[StudentKey(al.site, al.course_id, al.user_id)]
+                prof = decode(StudentProfile, s.profile) if s.profile else None
+                win = s.st.win if s.st.win is not None else np.zeros((0, handle.n_day))
+                assert s.st.acc is not None and s.st.day is not None
+                open_vec = fz.day_vector(s.st.acc, s.st.day, s.cal)[None, :]
+                window = np.concatenate([win, open_vec]).astype(np.float32)
+                try:
+                    with torch.inference_mode():
+                        contrib = explainer(
+                            handle.loaded, window, np.asarray(fz.static_vector(prof), np.float32)
+                        )
+                except Exception as exc:  # never lose an alert over its explanation
+                    log.warning("explain.failed", error=str(exc), alert_id=al.alert_id)
+                    contrib = []
+                contrib = list(contrib)[:10]
+                text = "; ".join(c.text for c in contrib[:3])
+                done.append(al.model_copy(update={"contributions": contrib, "explanation": text}))
+            return done
+
+        result: list[RiskAlert] = await self.engine.call(work)
+        return result
+
+    @staticmethod
+    def _alert(
+        key: StudentKey,
+        a: _Applied,
+        risk: float,
+        level: RiskLevel,
+        threshold: float,
+        version: str,
+        created: datetime,
+    ) -> RiskAlert:
+        return RiskAlert(
+            alert_id=alert_id(key.site, key.course, key.user, version, a.ev.event_id, level.value),
+            site=key.site,
+            user_id=key.user,
+            course_id=key.course,
+            risk=risk,
+            level=level,
+            threshold=threshold,
+            model_version=version,
+            day=a.day,
+            trigger_event_id=a.ev.event_id,
+            event_time=a.ev.time,
+            created_at=created,
+        )
