@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import math
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from prometheus_client import generate_latest
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import TOPICS
 from riskstream.api import schemas
@@ -34,7 +32,9 @@ from riskstream.api.reader import StateReader, StudentState
 
 LEVELS = ("low", "medium", "high")
 TREND_DAYS = 7
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$")  # a Redis stream id (64-bit parts)
+# at-risk cursor: the last row's score as an exact hex float, then its user id
+RANK_CURSOR = r"^0x[01]\.[0-9a-f]{1,13}p[+-]\d{1,4}:\d{1,18}$"
 
 
 @dataclass(frozen=True)
@@ -97,15 +97,28 @@ def trend_of(traj: list[float | None], days: int = TREND_DAYS) -> dict[str, Any]
     }
 
 
-def _cursor_encode(obj: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode()
+_DATETIME = TypeAdapter(datetime)
 
 
-def _cursor_decode(raw: str) -> Any:
+def _parse_time(raw: str) -> datetime:
+    """An RFC 3339 date-time; a bare number is refused (the schema says date-time)."""
     try:
-        return json.loads(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _problem(422, "cursor", "not a cursor from a previous page") from None
+        if re.fullmatch(r"\s*[+-]?\d+(\.\d*)?\s*", raw):
+            raise ValueError(raw)
+        when = _DATETIME.validate_python(raw)
+    except (ValueError, ValidationError):
+        raise _problem(422, "since", "must be a date-time like 2026-03-01T12:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _rank_cursor(raw: str) -> tuple[float, int]:
+    """(score, user) of the last row of the previous page (keyset paging)."""
+    score_s, _, user_s = raw.partition(":")
+    try:
+        score = float.fromhex(score_s)
+    except OverflowError:
+        score = math.inf
+    return score, int(user_s)
 
 
 class Api:
@@ -177,13 +190,12 @@ class Api:
     async def resolve_user(self, course: int, user: str) -> int:
         if user.isdigit() and len(user) <= 18:
             return int(user)
-        if self.pseudo.enabled and self.pseudo.looks_like(user):
-            found = self.pseudo.resolve(user, await self.reader.course_members(course))
-            if found is None:
-                raise HTTPException(404, f"no student {user} in course {course}")
-            return found
-        hint = "a Moodle user id" + (" or a pseudonym" if self.pseudo.enabled else "")
-        raise _problem(422, "user", f"must be {hint}")
+        if not self.pseudo.enabled:
+            raise HTTPException(404, f"no student {user}: this API does not use pseudonyms")
+        found = self.pseudo.resolve(user, await self.reader.course_members(course))
+        if found is None:
+            raise HTTPException(404, f"no student {user} in course {course}")
+        return found
 
 
 def _contributions(raw: Any) -> list[dict[str, Any]]:
@@ -262,7 +274,11 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     async def student_risk(
         course: CourseId,
         user: Annotated[
-            str, Path(min_length=1, max_length=64, description="User id or its pseudonym")
+            str,
+            Path(
+                pattern=r"^(\d{1,18}|p[0-9a-f]{20})$",
+                description="Moodle user id, or its pseudonym when pseudonyms are enabled",
+            ),
         ],
     ) -> Response:
         """Current risk, level, recent trend, model version and the latest alert's explanation."""
@@ -285,24 +301,17 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         course: CourseId,
         min_level: Annotated[schemas.Level, Query(description="Lowest level listed")] = "medium",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=RANK_CURSOR, description="`next_cursor` of the previous page"),
+        ] = None,
     ) -> Response:
         """The course's students ranked by risk, highest first, paged with a cursor."""
         if not await api.reader.course_known(course):
             raise HTTPException(404, f"unknown course {course}")
         th = api.catalog.thresholds()
         min_risk = 0.0 if min_level == "low" else th[min_level]
-        after = None
-        if cursor:
-            c = _cursor_decode(cursor)
-            if not (
-                isinstance(c, list)
-                and len(c) == 2
-                and isinstance(c[0], int | float)
-                and isinstance(c[1], int)
-            ):
-                raise _problem(422, "cursor", "not a cursor from a previous page")
-            after = (float(c[0]), int(c[1]))
+        after = _rank_cursor(cursor) if cursor else None
         rows = await api.reader.ranking(course, min_risk, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -316,7 +325,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             }
             for r, (lv, upd) in zip(rows, levels, strict=True)
         ]
-        nxt = _cursor_encode([rows[-1].risk, rows[-1].user]) if more else None
+        nxt = f"{rows[-1].risk.hex()}:{rows[-1].user}" if more else None
         return FastJSON(
             {
                 "course": course,
@@ -380,25 +389,30 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     async def alerts(
         course: Annotated[int | None, Query(ge=0, le=2**53)] = None,
         since: Annotated[
-            datetime | None, Query(description="Only alerts raised after this")
+            str | None,
+            Query(
+                description="Only alerts raised at or after this time (RFC 3339)",
+                json_schema_extra={"format": "date-time"},
+                max_length=64,
+            ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=_STREAM_ID.pattern, description="`next_cursor` of the previous page"),
+        ] = None,
     ) -> Response:
         """Recent alerts, newest first, from the ``rs:alerts`` stream (last ~10,000)."""
         newest = "+"
         if cursor:
-            if not _STREAM_ID.match(cursor):
-                raise _problem(422, "cursor", "not a cursor from a previous page")
+            if cursor.replace("0", "") == "-":  # nothing is older than 0-0
+                return FastJSON({"items": [], "next_cursor": None})
             newest = "(" + cursor
         oldest = "-"
         if since is not None:
-            if since.tzinfo is None:
-                since = since.replace(tzinfo=UTC)
-            ms = int(since.timestamp() * 1000)
-            if ms < 0 or ms > 2**63 // 2:
-                raise _problem(422, "since", "out of range")
-            oldest = f"{ms}-0"
+            when = _parse_time(since)
+            ms = int(when.timestamp() * 1000)
+            oldest = f"{ms}-0" if ms > 0 else "-"
         items: list[dict[str, Any]] = []
         scanned, nxt = 0, None
         while True:
