@@ -14,15 +14,14 @@ from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
-from fastapi.security import HTTPBearer
 from prometheus_client import generate_latest
 from pydantic import TypeAdapter, ValidationError
 
 from contracts import TOPICS
 from riskstream.api import schemas
-from riskstream.api.auth import KeyChecker
+from riskstream.api.auth import BearerGuard, KeyChecker
 from riskstream.api.catalog import Catalog, ModelRegistry
 from riskstream.api.hub import AlertHub
 from riskstream.api.metrics import ApiMetrics, MetricsMiddleware
@@ -251,24 +250,16 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.api = api
-    app.add_middleware(MetricsMiddleware, metrics=api.metrics)
-    bearer = HTTPBearer(auto_error=False, description="An API key issued by the operator")
+    app.add_middleware(BearerGuard, checker=api.keys)  # every /v1/ path needs a key
+    app.add_middleware(MetricsMiddleware, metrics=api.metrics)  # outermost: counts the 401s
 
-    async def authorised(request: Request, _doc: Any = Depends(bearer)) -> None:
-        if not api.keys.check(request.headers.get("authorization")):
-            raise HTTPException(
-                401,
-                "a valid API key is required: send 'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    v1 = [Depends(authorised)]
+    secured: dict[str, Any] = {"security": [{"bearer": []}]}
 
     @app.get(
         "/v1/courses/{course}/students/{user}/risk",
         response_model=schemas.RiskOut,
         responses={**AUTH_RESPONSES, **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def student_risk(
@@ -294,7 +285,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/courses/{course}/at-risk",
         response_model=schemas.AtRiskPage,
         responses={**AUTH_RESPONSES, **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def at_risk(
@@ -340,7 +331,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/courses",
         response_model=schemas.CoursesOut,
         responses={401: AUTH_RESPONSES[401]},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def courses() -> Response:
@@ -360,7 +351,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/courses/{course}/distribution",
         response_model=schemas.DistributionOut,
         responses={**AUTH_RESPONSES, **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def distribution(
@@ -383,7 +374,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/alerts",
         response_model=schemas.AlertPage,
         responses=AUTH_RESPONSES,
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["alerts"],
     )
     async def alerts(
@@ -442,7 +433,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             **AUTH_RESPONSES,
         },
         response_class=StreamingResponse,
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["alerts"],
     )
     async def alerts_live(
@@ -484,7 +475,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/models",
         response_model=schemas.ModelsOut,
         responses={401: AUTH_RESPONSES[401]},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["models"],
     )
     async def models() -> Response:
@@ -496,7 +487,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/models/current",
         response_model=schemas.ModelOut,
         responses={401: AUTH_RESPONSES[401], **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["models"],
     )
     async def model_current() -> Response:
@@ -510,7 +501,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/stats",
         response_model=schemas.StatsOut,
         responses={401: AUTH_RESPONSES[401]},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["operations"],
     )
     async def stats() -> Response:
@@ -564,6 +555,28 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         return Response(
             generate_latest(api.metrics.registry), media_type="text/plain; version=0.0.4"
         )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key issued by the operator",
+                }
+            }
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     ui_html = resources.files("riskstream.api").joinpath("static/ui.html").read_text("utf-8")
 

@@ -235,7 +235,9 @@ def test_healthz_and_metrics_need_no_key(client: TestClient) -> None:
     }
     client.get("/v1/alerts")  # a 401, counted
     text = client.get("/metrics").text
-    assert 'riskstream_api_requests_total{method="GET",route="/v1/alerts",status="401"} 1.0' in text
+    assert (
+        'riskstream_api_requests_total{method="GET",route="unauthorised",status="401"} 1.0' in text
+    )
 
 
 def test_healthz_is_503_when_redis_is_down(cfg) -> None:  # type: ignore[no-untyped-def]
