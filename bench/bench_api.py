@@ -76,6 +76,10 @@ async def fill(url: str, courses: int, per_course: int, days: int) -> list[str]:
     return paths
 
 
+def stack_redis_pid(stack: Stack) -> int:
+    return int(json.loads((stack.state_dir / "pids.json").read_text())["redis"])
+
+
 def start_api(redis_url: str, port: int, workers: int, registry: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
@@ -113,6 +117,30 @@ def wait_ready(base: str, path: str, timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit(f"API did not answer on {base} within {timeout:.0f}s")
+
+
+def tree_cpu_s(root: int) -> float:
+    """User+system CPU seconds of a process and its descendants (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            raw = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        stats[int(d.name)] = fields
+        children.setdefault(int(fields[1]), []).append(int(d.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += (int(stats[pid][11]) + int(stats[pid][12])) / tick
+        todo += children.get(pid, [])
+    return total
 
 
 LUA = """
@@ -223,10 +251,19 @@ def main() -> None:
         # warm-up: every worker process imports, connects and fills its pools
         if client == "wrk":
             run_wrk(base, paths, args.connections, 2, tmp)
-            res = run_wrk(base, paths, args.connections, args.seconds, tmp)
         else:
             asyncio.run(run_httpx(base, paths, args.connections, 2))
+        cpu0, redis0 = tree_cpu_s(api.pid), tree_cpu_s(stack_redis_pid(stack))
+        if client == "wrk":
+            res = run_wrk(base, paths, args.connections, args.seconds, tmp)
+        else:
             res = asyncio.run(run_httpx(base, paths, args.connections, args.seconds))
+        # CPU per request does not depend on what else runs on the machine: the capacity
+        # of an otherwise idle machine follows from it (load generator and Redis aside).
+        res["api_cpu_us_per_req"] = (tree_cpu_s(api.pid) - cpu0) / res["requests"] * 1e6
+        res["redis_cpu_us_per_req"] = (
+            (tree_cpu_s(stack_redis_pid(stack)) - redis0) / res["requests"] * 1e6
+        )
         res.update(
             client=client,
             workers=args.workers,
@@ -245,6 +282,11 @@ def main() -> None:
         print(f"  p50 / p90    {res['p50_ms']:>6.2f} / {res['p90_ms']:.2f} ms")
         print(f"  p99          {res['p99_ms']:>9.2f} ms (target < 20)")
         print(f"  max          {res['max_ms']:>9.2f} ms")
+        print(
+            f"  API CPU      {res['api_cpu_us_per_req']:>9.0f} us/request "
+            f"(= {1e6 / res['api_cpu_us_per_req']:,.0f} req/s per fully free core); "
+            f"Redis {res['redis_cpu_us_per_req']:.0f} us/request"
+        )
         print(f"  errors       {int(res['errors'])} socket, {int(res['non2xx'])} non-2xx")
         print(f"  load avg 1m  {res['load_avg_1m']} on {res['cpus']} cpus")
         print("  PASS" if ok else "  BELOW TARGET")

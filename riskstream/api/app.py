@@ -23,6 +23,7 @@ from contracts import TOPICS
 from riskstream.api import schemas
 from riskstream.api.auth import BearerGuard, KeyChecker
 from riskstream.api.catalog import Catalog, ModelRegistry
+from riskstream.api.fastpath import RiskFastPath
 from riskstream.api.hub import AlertHub
 from riskstream.api.metrics import ApiMetrics, MetricsMiddleware
 from riskstream.api.probe import LagProbe
@@ -50,6 +51,7 @@ class ApiConfig:
     stream_group: str = "riskstream"
     events_topic: str = TOPICS.events
     lag_period_s: float = 5.0
+    fast_path: bool = True  # serve the risk route as plain ASGI (tests compare both ways)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -252,6 +254,8 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.api = api
+    if cfg.fast_path:
+        app.add_middleware(RiskFastPath, api=api)  # innermost: behind the key check
     app.add_middleware(BearerGuard, checker=api.keys)  # every /v1/ path needs a key
     app.add_middleware(MetricsMiddleware, metrics=api.metrics)  # outermost: counts the 401s
 

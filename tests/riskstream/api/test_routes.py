@@ -251,3 +251,31 @@ def test_healthz_is_503_when_redis_is_down(cfg) -> None:  # type: ignore[no-unty
         h = c.get("/healthz")
         assert h.status_code == 503
         assert h.json()["redis"] is False and h.json()["model_loaded"] is False
+
+
+def test_fast_path_answers_exactly_like_the_fastapi_route(
+    cfg, client: TestClient, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from riskstream.api import create_app
+
+    put_student(redis_client, 7, 42, [0.2, 0.5, 0.75], start_day=3)
+    add_alert(redis_client, 7, 42, day=5)
+    paths = [
+        "/v1/courses/7/students/42/risk",
+        "/v1/courses/7/students/43/risk",
+        "/v1/courses/8/students/42/risk",
+        "/v1/courses/7/students/x/risk",
+    ]
+    with TestClient(create_app(replace(cfg, fast_path=False))) as slow:
+        wait_for(lambda: slow.get(paths[0], headers=AUTH).json()["explanation"])
+        wait_for(lambda: client.get(paths[0], headers=AUTH).json()["explanation"])
+        for p in paths:
+            a, b = client.get(p, headers=AUTH), slow.get(p, headers=AUTH)
+            assert (a.status_code, a.json()) == (b.status_code, b.json()), p
+            assert a.headers["content-type"] == b.headers["content-type"]
+    body = client.get(paths[0], headers=AUTH).json()
+    assert body["trajectory_start_day"] == 3 and body["day"] == 6
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/courses/{course}/students/{user}/risk",status="200"' in metrics
