@@ -172,6 +172,10 @@ def make_processor(redis_url: str, registry: Path, publisher: Any) -> tuple[Any,
     from stream_app.reload import load_handle
     from stream_app.state import connect
 
+    import gc
+
+    gc.freeze()  # as the worker does (stream_app.runtime)
+    gc.set_threshold(50_000, 20, 100)
     r = connect(redis_url)
     handle = load_handle(registry, "cpu")
     return Processor(r, publisher, handle, engine=InferenceEngine(threads=1)), r
