@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -191,6 +192,7 @@ async def run_aiokafka(
     one_at_a_time: bool = False,
     latency: bool = False,
     publish: bool = True,
+    on_assigned: Any = None,
 ) -> dict[str, Any]:
     """Consume ``n`` events of ``topic`` with a fresh group; returns throughput / latencies."""
     from aiokafka import AIOKafkaConsumer
@@ -214,6 +216,10 @@ async def run_aiokafka(
         fetch_max_bytes=32 << 20,
     )
     await consumer.start()
+    if on_assigned is not None:  # e.g. start the paced producer once the group join is done
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        on_assigned()
     done = 0
     t_first = None
     lat: list[float] = []
@@ -277,10 +283,8 @@ async def run_aiokafka(
 def _ids(recs: list[InRecord]) -> list[tuple[InRecord, int]]:
     out = []
     for x in recs:
-        try:
+        with contextlib.suppress(ValueError, KeyError):
             out.append((x, int(json.loads(x.value or b"{}")["event_id"])))
-        except (ValueError, KeyError):
-            pass
     return out
 
 
@@ -435,7 +439,8 @@ def inference_only(device: str, hidden: int, sizes: list[int], reps: int) -> lis
             }
         )
         print(
-            f"batch {b:6d}: {dt * 1000:8.2f} ms  {b / dt:12,.0f} events/s (1 commit + 1 provisional step each) on {h.loaded.device}"
+            f"batch {b:6d}: {dt * 1000:8.2f} ms  {b / dt:12,.0f} events/s "
+            f"(1 commit + 1 provisional step each) on {h.loaded.device}"
         )
     return rows
 
@@ -474,8 +479,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     registry = args.registry
     if registry is None:
+        from models.registry import Thresholds
+
         registry = tmp / "registry"
-        tiny_model(registry, hidden=args.hidden)
+        # random weights at production size; low thresholds so the alert path is exercised
+        low = Thresholds(medium=0.2, high=0.5, rearm=0.1, min_days=1, cooldown_days=1)
+        tiny_model(registry, hidden=args.hidden, thresholds=low)
     t0 = time.perf_counter()
     if (args.data_dir / "studentVle.parquet").is_file():
         evs, cals = oulad_events(args.events, args.data_dir, args.module, args.presentation)
@@ -488,7 +497,8 @@ def main() -> None:
     payloads = [(e.key, encode(e)) for e in evs]
     n_students = len({(e.course_id, e.user_id) for e in evs})
     print(
-        f"{len(evs):,} events of {n_students:,} enrolments ({source}), loaded in {time.perf_counter() - t0:.1f}s"
+        f"{len(evs):,} events of {n_students:,} enrolments ({source}), "
+        f"loaded in {time.perf_counter() - t0:.1f}s"
     )
 
     st = Stack(
@@ -552,7 +562,8 @@ def main() -> None:
         results["batched_same_events"] = same
         results["ratio_batched_vs_one"] = res["events_per_s"] / one["events_per_s"]
         print(
-            f"one-at-a-time: {one['events_per_s']:,.0f} events/s; ratio {results['ratio_batched_vs_one']:.1f}x"
+            f"one-at-a-time: {one['events_per_s']:,.0f} events/s; "
+            f"ratio {results['ratio_batched_vs_one']:.1f}x"
         )
 
         if not args.skip_faust:
@@ -576,7 +587,6 @@ def main() -> None:
         prod = mp.get_context("fork").Process(
             target=paced_producer, args=(st.bootstrap, topic2, lat_payloads, args.rate)
         )
-        prod.start()
         lat = asyncio.run(
             run_aiokafka(
                 st.bootstrap,
@@ -586,12 +596,14 @@ def main() -> None:
                 len(lat_payloads),
                 args.batch,
                 latency=True,
+                on_assigned=prod.start,
             )
         )
         prod.join(60)
         results["latency_at_rate"] = {"rate": args.rate, **lat}
         print(
-            f"latency at {args.rate:,.0f} ev/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
+            f"latency at {args.rate:,.0f} ev/s: "
+            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
         )
 
         mem = memory(st.redis_url, registry, args.memory_enrolments)
