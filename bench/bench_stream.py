@@ -168,12 +168,12 @@ async def seed_calendars(redis_url: str, cals: dict[int, CourseCalendar]) -> Non
 
 
 def make_processor(redis_url: str, registry: Path, publisher: Any) -> tuple[Any, Any]:
+    import gc
+
     from stream_app.inference import InferenceEngine
     from stream_app.processor import Processor
     from stream_app.reload import load_handle
     from stream_app.state import connect
-
-    import gc
 
     gc.freeze()  # as the worker does (stream_app.runtime)
     gc.set_threshold(50_000, 20, 100)
