@@ -25,7 +25,9 @@ async def _process(url: str, handle, pub, batches, **kw):  # type: ignore[no-unt
     r = connect(url)
     try:
         proc = Processor(r, pub, handle, **kw)
-        return [await proc.process(b) for b in batches]
+        reps = [await proc.process(b) for b in batches]
+        reps[-1].metrics = proc.metrics  # type: ignore[attr-defined]
+        return reps
     finally:
         await r.aclose()
 
@@ -112,6 +114,11 @@ def test_duplicates_are_noops_and_bad_messages_dead_letter(
     reps = run(_process(stack.redis_url, handle, pub, [good + bad, good[2:]]))
     assert reps[0].applied == 5 and reps[0].dead == 2
     assert reps[1].applied == 0 and reps[1].duplicates == 3
+    reg = reps[-1].metrics.registry  # type: ignore[attr-defined]
+    assert reg.get_sample_value("riskstream_events_total", {"outcome": "applied"}) == 5
+    assert reg.get_sample_value("riskstream_events_total", {"outcome": "duplicate"}) == 3
+    assert reg.get_sample_value("riskstream_dead_letters_total", {"stage": "stream.decode"}) == 2
+    assert reg.get_sample_value("riskstream_batch_size_count") == 2
     dls = [decode(DeadLetter, r.value) for r in pub.on(TOPICS.dead_letter)]
     assert [d.stage for d in dls] == ["stream.decode", "stream.decode"]
     assert "event_id" in dls[1].reason and dls[1].source_offset == 11
