@@ -167,7 +167,10 @@ async def seed_calendars(redis_url: str, cals: dict[int, CourseCalendar]) -> Non
     await r.aclose()
 
 
-def make_processor(redis_url: str, registry: Path, publisher: Any) -> tuple[Any, Any]:
+def make_processor(
+    redis_url: str, registry: Path, publisher: Any, sweep_partitions: int = 4
+) -> tuple[Any, Any]:
+    """A processor configured like the worker's (course-clock sweeps on, 4 partitions)."""
     import gc
 
     from stream_app.inference import InferenceEngine
@@ -179,7 +182,10 @@ def make_processor(redis_url: str, registry: Path, publisher: Any) -> tuple[Any,
     gc.set_threshold(50_000, 20, 100)
     r = connect(redis_url)
     handle = load_handle(registry, "cpu")
-    return Processor(r, publisher, handle, engine=InferenceEngine(threads=1)), r
+    proc = Processor(
+        r, publisher, handle, engine=InferenceEngine(threads=1), sweep_partitions=sweep_partitions
+    )
+    return proc, r
 
 
 async def run_aiokafka(

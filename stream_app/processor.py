@@ -103,7 +103,8 @@ class ModelHandle:
         return cls(loaded, shapes, sizes, spec.hash()[:12], spec.n_day, spec.n_static)
 
 
-Explainer = Callable[[Any, np.ndarray, np.ndarray], list[Contribution]]
+# (loaded model, window [T, n_day], static [n_static]) -> (contributions, sentence)
+Explainer = Callable[[Any, np.ndarray, np.ndarray], tuple[list[Contribution], str]]
 
 
 @dataclass
@@ -694,14 +695,13 @@ class Processor:
                 window = np.concatenate([win, open_vec]).astype(np.float32)
                 try:
                     with torch.inference_mode():
-                        contrib = explainer(
+                        contrib, text = explainer(
                             handle.loaded, window, np.asarray(fz.static_vector(prof), np.float32)
                         )
                 except Exception as exc:  # never lose an alert over its explanation
                     log.warning("explain.failed", error=str(exc), alert_id=al.alert_id)
-                    contrib = []
+                    contrib, text = [], ""
                 contrib = list(contrib)[:10]
-                text = "; ".join(c.text for c in contrib[:3])
                 done.append(al.model_copy(update={"contributions": contrib, "explanation": text}))
             return done
 

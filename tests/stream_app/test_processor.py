@@ -13,6 +13,7 @@ import torch
 from contracts import TOPICS, CourseCalendar, DeadLetter, RiskScore, decode, encode
 from riskstream.stack import Stack
 from stream_app.processor import Processor
+from stream_app.reload import find_explainer
 from stream_app.state import connect, decode_state
 from tests.stream_app.helpers import START, ListPublisher, event, handle_for, record
 
@@ -137,10 +138,11 @@ def test_alerts_respect_min_days_and_are_deterministic(
     evs = [event(d + 1, 5, d + 0.5) for d in range(th.min_days + 3)]
     recs = [record(e, i) for i, e in enumerate(evs)]
     pub = ListPublisher()
-    run(_process(stack.redis_url, handle, pub, [recs]))
+    run(_process(stack.redis_url, handle, pub, [recs], explainer=find_explainer()))
     alerts = pub.alerts()
     assert len(alerts) == 1
     a = alerts[0]
+    assert a.contributions and a.explanation  # from models.explain (occlusion by group)
     assert a.level.value == "high" and a.day == th.min_days - 1
     assert a.trigger_event_id == th.min_days
     assert redis_client.xlen("rs:alerts") == 1
