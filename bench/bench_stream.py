@@ -407,6 +407,8 @@ def memory(
 def inference_only(device: str, hidden: int, sizes: list[int], reps: int) -> list[dict[str, Any]]:
     import torch
 
+    torch.set_num_threads(1)  # as the worker's inference thread (WorkerConfig.torch_threads)
+
     from stream_app.inference import StepPlan, run_plan
 
     with tempfile.TemporaryDirectory() as tmp:
