@@ -1,12 +1,13 @@
 """The batch logic, independent of Faust: records in, state + alerts + risk scores out.
 
-Per batch: decode (bad messages -> dead letters), one pipelined Redis read of every student's
-state, profile and course calendar, a plan in plain Python (dedupe by last applied id, fold
-events into open days, commit finished days and empty gap days), one batched model run off
-the event loop, the alert policy per event, then
+Per batch: decode (bad messages -> dead letters), one Redis round trip reading every
+student's state, profile and course calendar (a Lua script), a plan in plain Python (dedupe
+by last applied id, fold events into open days, commit finished days and empty gap days),
+one batched model run off the event loop, the alert policy per observation, then
 
 1. publish alerts, risk scores and dead letters and wait for the broker's acks, then
-2. write states, ranks and the ``rs:alerts`` stream in one MULTI/EXEC.
+2. write states, ranks and the ``rs:alerts`` stream in one atomic Lua script,
+3. optionally sweep idle students of courses whose clock advanced (``sweep``).
 
 That order loses nothing: if the worker dies between 1 and 2, the replay recomputes the same
 outputs (the state was not written, so the events are not skipped) and republishes them with
@@ -56,6 +57,7 @@ from stream_app.state import (
     BatchWrite,
     StudentKey,
     StudentState,
+    decode_state,
     default_calendar,
     encode_state,
     ensure_calendars,
@@ -493,8 +495,6 @@ class Processor:
 
     # -- helpers ------------------------------------------------------------------------
     def _decode(self, raw: dict[bytes, bytes], handle: ModelHandle) -> StudentState:
-        from stream_app.state import decode_state
-
         return decode_state(raw, handle.n_day)
 
     def _prepare(self, s: _Student, handle: ModelHandle, day: int) -> int:
