@@ -250,6 +250,9 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             "Every /v1 route needs `Authorization: Bearer <key>`."
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc load from a CDN; the spec itself is served at /openapi.json
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = api
     if cfg.fast_path:
