@@ -400,7 +400,9 @@ async def reference(redis_url: str, registry: Path, replay: Replay, batch: int =
 
 async def outcome_of(stack: Stack) -> Outcome:
     """What the worker left: Redis state, the alerts topic, the dead-letter topic."""
-    alerts = {decode(RiskAlert, v).alert_id for v in await read_topic(stack.bootstrap, TOPICS.alerts)}
+    alerts = {
+        decode(RiskAlert, v).alert_id for v in await read_topic(stack.bootstrap, TOPICS.alerts)
+    }
     dead = [decode(DeadLetter, v) for v in await read_topic(stack.bootstrap, TOPICS.dead_letter)]
     client = redis.Redis.from_url(stack.redis_url)
     try:
