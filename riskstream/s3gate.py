@@ -36,7 +36,7 @@ class _Gate(BaseHTTPRequestHandler):
     target: tuple[str, int] = ("127.0.0.1", 4568)
     write_lock = threading.Lock()  # check-then-put is atomic: one broker, one gate
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         return  # quiet: s3rver logs requests itself when asked to
 
     def _upstream(
