@@ -167,6 +167,9 @@ def demo() -> None:
         st.down()
 
 
+__import__("riskstream.cli_stream").cli_stream.register(app)  # worker, alerts tail
+
+
 def main() -> None:
     app()
 

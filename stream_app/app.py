@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 from typing import Any
 
 import faust
@@ -47,6 +48,7 @@ def make_app(cfg: WorkerConfig) -> faust.App:
         topic_disable_leader=True,
         topic_allow_declare=False,
         web_enabled=False,
+        datadir=tempfile.mkdtemp(prefix="riskstream-faust-"),  # nothing is stored there
     )
     topic = app.topic(cfg.topic, key_type=bytes, value_type=bytes)
     rt = Runtime(cfg)
@@ -60,7 +62,7 @@ def make_app(cfg: WorkerConfig) -> faust.App:
         rt.log_batch(rep)
 
     @app.agent(topic, concurrency=1)
-    async def process_events(stream: faust.StreamT[bytes]) -> None:
+    async def process_events(stream: Any) -> None:
         async for batch in stream.take_events(cfg.batch_max, within=cfg.batch_within):
             records = []
             last: dict[int, int] = {}
@@ -91,7 +93,7 @@ def make_app(cfg: WorkerConfig) -> faust.App:
                     hw = None
                 rt.observe_lag(part, hw, off + 1)
 
-    @app.on_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(_: Any, **kwargs: Any) -> None:
         if "proc" in started:
             await rt.stop()
@@ -102,12 +104,15 @@ def make_app(cfg: WorkerConfig) -> faust.App:
 def run_worker(cfg: WorkerConfig, loglevel: str = "warning") -> None:
     """Start one Faust worker in this process (blocks): no web server, uvloop."""
     app = make_app(cfg)
-    argv = ["riskstream-worker", "worker", "--without-web", "-l", loglevel]
+    loop: list[str] = []
     try:
         import uvloop  # noqa: F401
 
-        argv += ["-L", "uvloop"]
+        loop = ["-L", "uvloop"]
     except ImportError:
         pass
-    sys.argv = argv
+    level = {"warning": "warn", "critical": "crit", "notset": "info"}.get(loglevel, loglevel)
+    if level not in {"crit", "error", "warn", "info", "debug"}:
+        level = "info"
+    sys.argv = ["riskstream-worker", *loop, "worker", "--without-web", "-l", level]
     app.main()
