@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from riskstream.cli_train import train
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
@@ -168,6 +169,7 @@ def demo() -> None:
 
 
 __import__("riskstream.cli_stream").cli_stream.register(app)  # worker, alerts tail
+app.command("train")(train)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     connector_sink_max_attempts: int = Field(default=5, ge=1, description="Then dead letter")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_registry: Path = Path("var/registry")
+    cache_dir: Path = Field(default=Path("var/cache"), description="Cached training tensors")
     state_dir: Path = Path("var/stack")
     data_dir: Path = Field(
         default=Path("../shared/datasets/oulad"), description="OULAD Parquet folder"

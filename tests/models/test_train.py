@@ -1,0 +1,116 @@
+"""Trainer: masks after withdrawal, trains and publishes a loadable model, fine-tunes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.dataset import DayTensors
+from models.lstm import LstmRisk
+from models.registry import Registry
+from models.train import TrainConfig, _loss, choose_thresholds, cutoff_metrics, targets, train
+from tests.conftest import OULAD_DIR
+
+needs_oulad = pytest.mark.skipif(
+    not (OULAD_DIR / "studentVle.parquet").is_file(), reason="OULAD not present"
+)
+
+
+def _toy(n: int = 6, T: int = 20, n_day: int = 4) -> DayTensors:
+    rng = np.random.default_rng(0)
+    active = rng.random((n, T)) > 0.5
+    return DayTensors(
+        x=rng.random((n, T, n_day)).astype(np.float32),
+        static=rng.random((n, 2)).astype(np.float32),
+        active=active,
+        course_id=np.ones(n, np.int64),
+        user_id=np.arange(n, dtype=np.int64),
+        label=np.asarray([0, 1] * (n // 2), np.int64),
+        final_score=np.asarray([0.7, np.nan] * (n // 2), np.float32),
+        last_day=np.asarray([19, 5] * (n // 2), np.int64),
+        length=np.full(n, T, np.int64),
+    )
+
+
+def test_targets_mask_days_after_withdrawal() -> None:
+    t = _toy()
+    tg = targets(t)
+    assert tg["mask"][1, :6].all() and not tg["mask"][1, 6:].any()
+    assert tg["mask"][0].all()
+    # engaged(t) = any activity in days t+1..t+7
+    want = t.active[0, 4:11].any()
+    assert tg["engaged"][0, 3] == want
+    assert not tg["eng_mask"][0, -1]  # the next week is past the course end
+
+
+def test_loss_ignores_days_after_withdrawal() -> None:
+    t = _toy()
+    tg = targets(t)
+    torch.manual_seed(0)
+    model = LstmRisk(n_day=4, n_static=2, hidden=8, dropout=0.0)
+    cfg = TrainConfig()
+    idx = np.asarray([1, 3, 5])  # all withdrew on day 5
+    before = _loss(model, t, tg, idx, torch.tensor(1.0), cfg, torch.device("cpu"))
+    t.x[idx, 6:] = 99.0  # whatever happens after leaving must not matter
+    after = _loss(model, t, tg, idx, torch.tensor(1.0), cfg, torch.device("cpu"))
+    torch.testing.assert_close(before, after)
+    t.x[idx, 3] = 99.0
+    changed = _loss(model, t, tg, idx, torch.tensor(1.0), cfg, torch.device("cpu"))
+    assert not torch.isclose(before, changed)
+
+
+def test_cutoff_metrics_and_thresholds() -> None:
+    t = _toy(n=40, T=60)
+    t.last_day[:] = 59
+    noise = np.random.default_rng(1).normal(0, 0.05, (40, 1))
+    risk = np.repeat(np.where(t.label[:, None] == 1, 0.8, 0.2) + noise, 60, axis=1)
+    pred = {"risk": risk, "score": np.zeros((40, 60)), "engagement": np.zeros((40, 60))}
+    m = cutoff_metrics(t, pred, cutoffs=(14, 28, 56, 84))
+    assert set(m["per_cutoff"]) == {"14", "28", "56"}  # 84 is past the sequence
+    assert m["per_cutoff"]["28"]["roc_auc"] == pytest.approx(1.0)
+    th, info = choose_thresholds(t, pred, 0.8)
+    assert info["reached"]["high"]
+    flagged = risk[:, 28] >= th.high
+    y = t.label.astype(bool)
+    assert (y & flagged).sum() / flagged.sum() >= 0.8 and flagged[y].all()
+    assert (y & (risk[:, 28] >= th.high - 0.1)).sum() / (risk[:, 28] >= th.high - 0.1).sum() < 0.8
+    assert th.rearm <= th.medium <= th.high
+
+
+@needs_oulad
+def test_train_publish_and_finetune(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        hidden=8,
+        epochs=2,
+        batch_size=32,
+        module="AAA",
+        train_presentations=("2013J",),
+        valid_presentations=("2013J",),
+        max_students=150,
+        cache_dir=tmp_path / "cache",
+        device="cpu",
+    )
+    events: list[str] = []
+    res = train(OULAD_DIR, tmp_path / "reg", cfg, lambda kind, _info: events.append(kind))
+    assert res.version == "v0001"
+    assert {"epoch_start", "batch", "epoch_end"} <= set(events)
+    per = res.metrics["validation"]["per_cutoff"]
+    assert set(per) >= {"14", "28", "56"} and 0.0 <= per["56"]["roc_auc"] <= 1.0
+    assert list((tmp_path / "cache").glob("days-*.npz"))  # tensors cached for the next run
+    reg = Registry(tmp_path / "reg")
+    loaded = reg.load()
+    assert loaded.version == "v0001" and loaded.metrics["training"]["best_epoch"] >= 1
+    assert loaded.thresholds.rearm <= loaded.thresholds.medium <= loaded.thresholds.high
+    ft = train(
+        OULAD_DIR,
+        tmp_path / "reg",
+        TrainConfig(**{**cfg.__dict__, "finetune_from": "v0001", "epochs": 1}),
+    )
+    assert ft.version == "v0002"
+    meta = reg.load("v0002").meta
+    assert meta["parent"] == "v0001"
+    first_lr = loaded.metrics["training"]["history"][0]["lr"]
+    assert ft.metrics["training"]["history"][0]["lr"] < first_lr
