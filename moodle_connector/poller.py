@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from contracts import TOPICS, LmsEvent, encode
 from moodle_connector.client import MoodleClient, RetryPolicy
@@ -149,7 +151,11 @@ class Poller:
         if self.courses is not None and events:
             await self.courses.seen({ev.course_id for ev in events})
         if self.enricher is not None and events:
-            by_id = {int(r["id"]): r for r in rows if isinstance(r, Mapping) and "id" in r}
+            by_id = {
+                int(r["id"]): r
+                for r in rows
+                if isinstance(r, Mapping) and str(r.get("id", "")).isdigit()
+            }
             events = await self.enricher.enrich(events, by_id)
         futures = [
             await self.producer.send(self.events_topic, value=encode(ev), key=ev.key)
@@ -192,7 +198,8 @@ class Poller:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop``; full pages follow at once, an empty log waits ``idle_s``.
 
-        Outages (MoodleUnavailable after the client's own retries) back off and resume;
+        Outages (MoodleUnavailable after the client's own retries, broker or Redis errors)
+        back off and resume;
         fatal errors (token, service, web services off) propagate to the caller.
         """
         failures = 0
@@ -200,9 +207,10 @@ class Poller:
             try:
                 page = await self.poll_once()
                 failures = 0
-            except MoodleError as exc:
-                if exc.fatal:
+            except (MoodleError, KafkaError, RedisError, OSError) as exc:
+                if isinstance(exc, MoodleError) and exc.fatal:
                     raise
+                # Moodle, broker or Redis away: the cursor did not move, so retrying is safe.
                 failures += 1
                 self.stats.outages += 1
                 delay = self.outage_backoff.delay(failures)

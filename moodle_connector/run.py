@@ -99,9 +99,35 @@ class ConnectorConfig:
     sink_group: str = "riskstream-sink"
     sink_max_attempts: int = 5
     enrich: bool = True
+    shutdown_grace_s: float = 10.0
 
     def __repr__(self) -> str:
         return f"ConnectorConfig(moodle_url={self.moodle_url!r}, site={self.site!r}, token=***)"
+
+
+async def _supervise(tasks: list[asyncio.Task[None]], stop: asyncio.Event, grace_s: float) -> None:
+    """Wait for stop or a failure; give tasks ``grace_s`` to finish their page, then cancel.
+
+    Cancelling mid-page is safe: the cursor only moves after the broker acknowledged.
+    """
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        failed = next((t for t in done if t is not stopper and t.exception() is not None), None)
+        stop.set()
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for t in pending:
+            log.warning("task did not stop in time, cancelling", task=t.get_name())
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if failed is None:
+            failed = next((t for t in tasks if not t.cancelled() and t.exception()), None)
+        if failed is not None:
+            exc = failed.exception()
+            assert exc is not None
+            raise exc
+    finally:
+        stopper.cancel()
 
 
 def producer_for(bootstrap: str) -> AIOKafkaProducer:
@@ -133,7 +159,7 @@ async def run_connector(cfg: ConnectorConfig, stop: asyncio.Event | None = None)
     try:
         report = await check_site(client)
         log.info("connected", site=cfg.site, sitename=report.sitename, release=report.release)
-        if "local_riskstream_get_events" in report.missing_required:
+        if cfg.poll and "local_riskstream_get_events" in report.missing_required:
             from moodle_connector.errors import FunctionMissing
 
             raise FunctionMissing(
@@ -166,15 +192,7 @@ async def run_connector(cfg: ConnectorConfig, stop: asyncio.Event | None = None)
                     name="sink",
                 )
             )
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if t.exception() is not None:
-                    stop.set()
-                    raise t.exception()  # type: ignore[misc]
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await _supervise(tasks, stop, cfg.shutdown_grace_s)
         stats: dict[str, Any] = {}
         if poller:
             stats["poller"] = vars(poller.stats)

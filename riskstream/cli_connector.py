@@ -101,9 +101,24 @@ def run(
         sink_group=s.connector_sink_group,
         sink_max_attempts=s.connector_sink_max_attempts,
     )
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
     try:
         stats = asyncio.run(run_connector(cfg))
     except MoodleError as exc:
         console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except KafkaError as exc:
+        console.print(
+            f"[bold red]error:[/] Kafka at {s.kafka_bootstrap} is not reachable ({exc}); "
+            "start it (riskstream stack up) or set RISKSTREAM_KAFKA_BOOTSTRAP"
+        )
+        raise typer.Exit(1) from None
+    except (RedisError, OSError) as exc:
+        console.print(
+            f"[bold red]error:[/] Redis at {s.redis_url} is not reachable ({exc}); "
+            "start it (riskstream stack up) or set RISKSTREAM_REDIS_URL"
+        )
         raise typer.Exit(1) from None
     console.print(f"connector stopped: {stats}")

@@ -15,6 +15,7 @@ import bisect
 import copy
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -98,6 +99,7 @@ class FakeMoodle:
         self.ws_enabled = True
         self.faults: deque[str] = deque()  # "500", "503", "timeout", "reset", "html"
         self.timeout_sleep_s = 3.0
+        self.hang: set[str] = set()  # functions that always take timeout_sleep_s to answer
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.pushed: dict[str, dict[str, Any]] = {}
         self.push_calls = 0
@@ -127,13 +129,14 @@ class FakeMoodle:
     def last_id(self) -> int:
         return self._ids[-1] if self._ids else 0
 
-    def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Append rows (ids must grow); rows are stored as their JSON text."""
+    def add_rows(self, rows: Iterable[Any]) -> None:
+        """Append rows (ids must grow); stored as JSON text. Malformed rows are allowed."""
         with self._lock:
             for r in rows:
-                rid = int(r["id"]) if isinstance(r.get("id"), int) else self.last_id + 1
+                d = r if isinstance(r, dict) else {}
+                rid = int(d["id"]) if isinstance(d.get("id"), int) else self.last_id + 1
                 self._ids.append(rid)
-                c = r.get("courseid")
+                c = d.get("courseid")
                 self._courses.append(c if isinstance(c, int) else -1)
                 self._json.append(json.dumps(r, separators=(",", ":")))
 
@@ -340,6 +343,10 @@ class FakeMoodle:
 
     # ---- the server ------------------------------------------------------------------------
     def handle(self, handler: BaseHTTPRequestHandler, query: str) -> None:
+        if handler.path == "/fake/stats":  # for benchmarks: how far the site's log has grown
+            stats = {"last_id": self.last_id, "rows": len(self._ids), "time": time.time()}
+            self._send(handler, 200, json.dumps(stats).encode(), "application/json")
+            return
         if handler.path.split("?")[0] != "/webservice/rest/server.php":
             handler.send_error(404)
             return
@@ -353,7 +360,7 @@ class FakeMoodle:
             handler.close_connection = True
             handler.connection.close()
             return
-        if fault == "timeout":
+        if fault == "timeout" or function in self.hang:
             time.sleep(self.timeout_sleep_s)
         if fault in ("500", "502", "503"):
             self._send(handler, int(fault), b"<html>Service unavailable</html>", "text/html")
@@ -387,6 +394,10 @@ class FakeMoodle:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()  # headers and body are separate writes: no Nagle delay
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 fake.handle(self, self.rfile.read(n).decode())
@@ -399,7 +410,9 @@ class FakeMoodle:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from moodle_connector.client import MoodleClient, RetryPolicy, encode_params
 from moodle_connector.errors import (
@@ -130,3 +132,32 @@ async def test_connection_refused_is_retried_then_reported() -> None:
         with pytest.raises(MoodleUnavailable, match="ConnectError"):
             await c.site_info()
         assert c.calls == FAST.attempts
+
+
+_scalar = st.one_of(st.integers(-(10**9), 10**9), st.text(max_size=20), st.booleans())
+_key = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3),
+        st.dictionaries(_key, inner, min_size=1, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+def _as_moodle_sees_it(v: object) -> object:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, list):
+        return [_as_moodle_sees_it(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _as_moodle_sees_it(x) for k, x in v.items()}
+    return str(v)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(_key, _value, min_size=1, max_size=4))
+def test_any_nested_parameters_survive_the_wire(params: dict[str, object]) -> None:
+    back = decode_params(parse_qsl(urlencode(encode_params(params)), keep_blank_values=True))
+    assert back == _as_moodle_sees_it(params)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from redis.asyncio import Redis
 
 from contracts import DeadLetter, LmsEvent, decode, decode_event
@@ -78,6 +79,10 @@ async def test_pages_whole_recorded_log_in_order_per_student(
     assert poller.stats.dropped >= len(rows) - len(want)  # + the fake's own ws-call rows
 
 
+class Killed(Exception):
+    """Stands for the process dying (not an outage the poller would ride out)."""
+
+
 class CrashAfter:
     """A producer that dies while page ``n`` is in flight (sends done, acks not awaited)."""
 
@@ -88,7 +93,7 @@ class CrashAfter:
         fut = await self.inner.send(topic, value=value, key=key)
         self.left -= 1
         if self.left < 0:
-            raise ConnectionError("killed mid-page")
+            raise Killed("killed mid-page")
         return fut
 
 
@@ -107,7 +112,7 @@ async def test_kill_mid_page_resumes_without_gap(
         client, CrashAfter(producer, 3, page_size), aredis, topics, page_size=page_size
     )
     stop = asyncio.Event()
-    with pytest.raises(ConnectionError):
+    with pytest.raises(Killed):
         await crashing.run(stop)
     await producer.flush()
     cursor = await Cursor(aredis, SITE).get()
@@ -147,6 +152,47 @@ async def test_outage_backs_off_and_resumes(
     assert sorted(ev.event_id for ev in got) == want
 
 
+class FlakyBroker:
+    """Sends fail with a broker timeout ``fail`` times after ``ok`` successful sends."""
+
+    def __init__(self, inner: AIOKafkaProducer, ok: int, fail: int) -> None:
+        self.inner, self.ok, self.fail = inner, ok, fail
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+        if self.ok <= 0 and self.fail > 0:
+            self.fail -= 1
+            raise KafkaTimeoutError()
+        self.ok -= 1
+        return await self.inner.send(topic, value=value, key=key)
+
+
+async def test_broker_errors_back_off_and_replay_the_page(
+    stack: Stack,
+    fake: FakeMoodle,
+    client: MoodleClient,
+    producer: AIOKafkaProducer,
+    aredis: Redis,
+    topics: Topics,
+) -> None:
+    fake.log_ws_calls = False
+    rows = fake.add_synthetic(1000)
+    poller = make_poller(
+        client, FlakyBroker(producer, ok=450, fail=3), aredis, topics, page_size=300
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(poller.run(stop))
+    for _ in range(300):
+        if await Cursor(aredis, SITE).get() >= rows[-1]["id"]:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert poller.stats.outages == 3
+    got = [ev.event_id for ev in await events_on(stack, topics.events, 1150)]
+    assert set(got) == {r["id"] for r in rows}
+    assert len(got) - len(rows) == 150  # the half-sent second page went out again
+
+
 async def test_invalid_token_stops_the_poller(
     fake: FakeMoodle, producer: AIOKafkaProducer, aredis: Redis, topics: Topics
 ) -> None:
@@ -169,18 +215,19 @@ async def test_malformed_row_goes_to_dead_letter_and_cursor_moves_on(
     fake.log_ws_calls = False
     good = fake.add_synthetic(3)
     bad = dict(good[0], id=fake.last_id + 1, timecreated="yesterday")
-    fake.add_rows([bad])
+    fake.add_rows([bad, ["not", "an", "object"], dict(good[1], id="x")])
     tail = fake.add_synthetic(2)
-    poller = make_poller(client, producer, aredis, topics, page_size=100)
+    poller = make_poller(client, producer, aredis, topics, page_size=100, enricher=Enricher(client))
     page = await poller.poll_once()
-    assert page.published == 5 and page.dead == 1
+    assert page.published == 5 and page.dead == 3
     assert await Cursor(aredis, SITE).get() == tail[-1]["id"]
-    dead = [
-        decode(DeadLetter, v) for _, v in await read_topic(stack.bootstrap, topics.dead, 1) if v
-    ]
-    assert len(dead) == 1
-    assert dead[0].stage == "connector.normalize" and "timecreated" in dead[0].reason
-    assert json.loads(dead[0].payload)["id"] == bad["id"]
+    raw = await read_topic(stack.bootstrap, topics.dead, 3)
+    dead = [decode(DeadLetter, v) for _, v in raw if v]
+    assert len(dead) == 3 and all(d.stage == "connector.normalize" for d in dead)
+    reasons = " | ".join(d.reason for d in dead)
+    assert "timecreated" in reasons and "expected an object" in reasons and "'id'" in reasons
+    payload_ids = [json.loads(d.payload).get("id") for d in dead if d.payload.startswith("{")]
+    assert bad["id"] in payload_ids
 
 
 async def test_quiz_submissions_get_the_attempt_grade_and_courses_sync(
