@@ -10,7 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from riskstream.cli_train import train
+from riskstream import (
+    cli_api,
+    cli_connector,
+    cli_evaluate,
+    cli_ops,
+    cli_replay,
+    cli_stream,
+    cli_train,
+    demo,
+)
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
@@ -22,7 +31,6 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The embedded broker + Redis on loopback.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
-app.add_typer(__import__("riskstream.cli_connector").cli_connector.connector_app, name="connector")
 console = Console()
 
 
@@ -145,31 +153,16 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
     console.print(f"[green]round trip ok[/]: {n} events through {s.kafka_bootstrap}")
 
 
-@app.command()
-def demo() -> None:
-    """The main job: start the stack, send events through it and read them back, stop it."""
-    s = _settings()
-    st = stack_from(s)
-    from contracts import TOPICS
-    from riskstream.kafka_admin import ensure_topics
-    from riskstream.smoke import round_trip
-
-    try:
-        st.up()
-    except StackError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        asyncio.run(ensure_topics(st.bootstrap, TOPICS.all()))
-        got = asyncio.run(round_trip(st.bootstrap, n=6))
-        for part, ev in got:
-            console.print(f"partition {part}: {ev.model_dump_json()}")
-        console.print(f"[green]{len(got)} events published and read back[/] via {st.bootstrap}")
-    finally:
-        st.down()
-
-
-__import__("riskstream.cli_stream").cli_stream.register(app)  # worker, alerts tail
-app.command("train")(train)
+# Each part's commands live in their own module; this is the one place they are registered.
+app.add_typer(cli_connector.connector_app, name="connector")
+app.add_typer(cli_api.api_app, name="api")
+app.command("train")(cli_train.train)
+app.command("evaluate")(cli_evaluate.evaluate)
+app.command("replay")(cli_replay.replay_command)
+app.command("demo")(demo.demo_command)
+app.command("topics")(cli_ops.topics_command)
+app.command("ping")(cli_ops.ping_command)
+cli_stream.register(app)  # worker, alerts tail
 
 
 def main() -> None:

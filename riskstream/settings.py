@@ -43,6 +43,15 @@ class Settings(BaseSettings):
         default="memory://tansu/", description="Tansu storage engine URL (memory:// or s3://)"
     )
     redis_appendonly: bool = True
+    # Risk API (riskstream api): keys are stored as sha256 hex digests, never in clear.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_key_hashes: str = Field(
+        default="", description="Comma-separated sha256 hex digests of the accepted API keys"
+    )
+    api_pseudonym_key: SecretStr = Field(
+        default=SecretStr(""), description="HMAC key; when set, user ids leave as pseudonyms"
+    )
     broker_durable: bool = Field(
         default=False,
         description="Keep the embedded broker's topics, data and group offsets across restarts "
@@ -53,7 +62,7 @@ class Settings(BaseSettings):
         default=19095, ge=1, le=65535, description="Conditional-write gate before s3rver"
     )
     s3rver_bin: str = Field(default="", description="Path to s3rver; default PATH or var/node")
-    # Stream worker (stream_app): micro-batches, state window, metrics, reload.
+    # Stream worker (stream_app): micro-batches, state window, metrics, reload, alert sweep.
     stream_batch_max: int = Field(default=1000, ge=1, description="Max events per micro-batch")
     stream_batch_within: float = Field(default=0.05, gt=0, description="Seconds to fill a batch")
     stream_window_days: int = Field(default=28, ge=1, le=366, description="Day vectors kept")

@@ -11,5 +11,9 @@ if [ -d moodle_plugin ]; then
   echo "==> php -l"
   find moodle_plugin -name '*.php' -print0 | xargs -0 -n1 php -l >/dev/null
 fi
+if command -v docker-compose >/dev/null 2>&1; then
+  echo "==> docker-compose config"
+  docker-compose -f docker/docker-compose.yml --env-file docker/.env.example config -q
+fi
 echo "==> pytest"
 "$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@"
