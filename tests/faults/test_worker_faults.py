@@ -25,12 +25,10 @@ import redis
 from riskstream.stack import Stack
 from tests.faults.conftest import ref_url
 from tests.faults.harness import (
-    Outcome,
     Replay,
     Worker,
-    applied_everything,
     assert_exactly_once,
-    outcome_of,
+    finish,
     publish,
     put_calendars,
     reference,
@@ -40,21 +38,6 @@ from tests.faults.harness import (
 pytestmark = pytest.mark.slow
 
 RATE = 400.0  # records/s offered: the replay takes a few seconds, so faults land mid-way
-
-
-def finish(stack: Stack, replay: Replay, worker: Worker, timeout: float = 60.0) -> Outcome:
-    """Wait until every student's last applied id is the last one sent, and every malformed
-    record was dead-lettered (they may sit in a later batch than the last good event)."""
-    client = redis.Redis.from_url(stack.redis_url)
-    try:
-        wait_until(lambda: applied_everything(client, replay), timeout, "every event", worker)
-    finally:
-        client.close()
-    deadline = time.monotonic() + 20
-    while True:
-        got = asyncio.run(outcome_of(stack))
-        if got.dead_payloads >= set(replay.junk) or time.monotonic() > deadline:
-            return got
 
 
 def test_redis_stop_and_restart_mid_replay(
