@@ -231,17 +231,17 @@ class Worker:
         self.starts += 1
         log = self.log_dir / f"worker-{self.starts}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = subprocess_env(
-            RISKSTREAM_KAFKA_BOOTSTRAP=self.stack.bootstrap,
-            RISKSTREAM_REDIS_URL=self.stack.redis_url,
-            RISKSTREAM_MODEL_REGISTRY=str(self.registry),
-            RISKSTREAM_DEVICE="cpu",
-            RISKSTREAM_STREAM_SESSION_TIMEOUT_MS=str(SESSION_MS),
-            RISKSTREAM_STREAM_BATCH_MAX="200",
-            RISKSTREAM_STREAM_METRICS_PORT="0",
-            RISKSTREAM_LOG_LEVEL="INFO",
-            **self.env,
-        )
+        settings = {
+            "RISKSTREAM_KAFKA_BOOTSTRAP": self.stack.bootstrap,
+            "RISKSTREAM_REDIS_URL": self.stack.redis_url,
+            "RISKSTREAM_MODEL_REGISTRY": str(self.registry),
+            "RISKSTREAM_DEVICE": "cpu",
+            "RISKSTREAM_STREAM_SESSION_TIMEOUT_MS": str(SESSION_MS),
+            "RISKSTREAM_STREAM_BATCH_MAX": "200",
+            "RISKSTREAM_STREAM_METRICS_PORT": "0",
+            "RISKSTREAM_LOG_LEVEL": "INFO",
+        }
+        env = subprocess_env(**(settings | self.env))
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
