@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from riskstream.stack import Stack, StackError, free_port, s3rver_binary
 from tests.faults.harness import Replay, Worker, create_topics, make_replay, publish_model
@@ -82,12 +81,3 @@ def worker_for(tmp_path: Path, fault_registry: Path) -> Iterator[object]:
 def ref_url(stack: Stack) -> str:
     """Database 1 of the same Redis holds the uninterrupted reference run."""
     return stack.redis_url.rsplit("/", 1)[0] + "/1"
-
-
-@pytest.fixture
-def client(fresh_stack: Stack) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(fresh_stack.redis_url)
-    try:
-        yield c
-    finally:
-        c.close()
