@@ -23,7 +23,9 @@ from tests.conftest import OULAD_DIR, REPO, subprocess_env
 DEMO = (sys.executable, "-m", "riskstream", "demo")
 
 
-def alert(user: int, day: int, course: int = 1, trigger: int = 1) -> RiskAlert:
+def alert(
+    user: int, day: int, course: int = 1, trigger: int = 1, level: RiskLevel = RiskLevel.HIGH
+) -> RiskAlert:
     now = datetime(2014, 3, 1, tzinfo=UTC)
     return RiskAlert(
         alert_id=f"a{user:07d}{day:03d}",
@@ -31,7 +33,7 @@ def alert(user: int, day: int, course: int = 1, trigger: int = 1) -> RiskAlert:
         user_id=user,
         course_id=course,
         risk=0.8,
-        level=RiskLevel.HIGH,
+        level=level,
         threshold=0.7,
         model_version="v0001",
         day=day,
@@ -50,7 +52,9 @@ def test_score_alerts_uses_first_alert_and_real_outcomes() -> None:
             "withdraw_day": [50.0, math.nan, math.nan, 20.0, math.nan],
         }
     )
-    alerts = [alert(10, 30), alert(10, 5), alert(11, 100), alert(12, 40), alert(13, 25)]
+    med = RiskLevel.MEDIUM
+    alerts = [alert(10, 30), alert(10, 5, level=med), alert(11, 100), alert(12, 40, level=med)]
+    alerts.append(alert(13, 25, level=med))
     users = {(1, u) for u in (10, 11, 12, 13, 14)}
     got = score_alerts(alerts, outcomes, {1: 200}, users)
     assert got["alerted_students"] == 4 and got["true_alerts"] == 3
@@ -61,6 +65,8 @@ def test_score_alerts_uses_first_alert_and_real_outcomes() -> None:
     # 13 at 25 (withdrew day 20) -> -5
     assert got["median_days_early"] == 45
     assert got["alerted_before_outcome"] == 2
+    assert got["high_alerted_students"] == 2  # 10 escalated to high, 11 high
+    assert got["high_precision"] == pytest.approx(1.0)
     empty = score_alerts([], outcomes, {1: 200}, users)
     assert empty["precision"] is None and empty["median_days_early"] is None
 
