@@ -10,7 +10,10 @@ def _aware_utc(value: datetime) -> datetime:
     """Times on the wire are absolute: naive datetimes are refused, not guessed."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp needs a timezone, e.g. 2024-03-01T10:00:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: found by tests/fuzz
+        raise ValueError("timestamp is out of range once converted to UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]

@@ -1,9 +1,9 @@
 """A message that could not be used, kept with its reason so nothing is silently lost."""
 
 import base64
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from contracts._base import UtcDatetime, WireModel
 from contracts.version import SCHEMA_VERSION, SchemaVersion
@@ -20,7 +20,10 @@ class DeadLetter(WireModel):
     source_partition: int | None = None
     source_offset: int | None = None
     key: str | None = None
-    payload: str = Field(description="Raw payload as UTF-8 text, or base64 (see payload_encoding)")
+    # Not stripped like other wire strings: the payload must stay byte-exact (tests/fuzz).
+    payload: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        description="Raw payload as UTF-8 text, or base64 (see payload_encoding)"
+    )
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
     failed_at: UtcDatetime
 

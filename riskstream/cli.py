@@ -10,7 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from riskstream.cli_train import train
+from riskstream import (
+    cli_api,
+    cli_connector,
+    cli_evaluate,
+    cli_ops,
+    cli_replay,
+    cli_stream,
+    cli_train,
+    demo,
+)
 from riskstream.logs import configure_logging
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
@@ -38,6 +47,9 @@ def stack_from(s: Settings) -> Stack:
         redis_port=s.redis_port,
         broker_storage=s.broker_storage,
         redis_appendonly=s.redis_appendonly,
+        durable=s.broker_durable,
+        s3_port=s.s3_port,
+        s3rver_bin=s.s3rver_bin,
     )
 
 
@@ -48,8 +60,10 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
 
 def _print_status(st_dict: dict[str, object]) -> None:
     table = Table("service", "port", "pid", "running", "answering", "log")
-    for name in ("broker", "redis"):
-        svc = st_dict[name]
+    for name in ("broker", "redis", "s3"):
+        svc = st_dict.get(name)
+        if svc is None:  # s3 only in durable mode
+            continue
         assert isinstance(svc, dict)
         table.add_row(
             name,
@@ -138,25 +152,16 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
     console.print(f"[green]round trip ok[/]: {n} events through {s.kafka_bootstrap}")
 
 
-def _register_deploy_commands() -> None:
-    """Replay and demo live in their own modules (deployment engineer)."""
-    from riskstream.cli_ops import ping_command, topics_command
-    from riskstream.cli_replay import replay_command
-    from riskstream.demo import demo_command
-
-    app.command("replay")(replay_command)
-    app.command("demo")(demo_command)
-    app.command("topics")(topics_command)
-    app.command("ping")(ping_command)
-
-
-_register_deploy_commands()
-
-
-__import__("riskstream.cli_stream").cli_stream.register(app)  # worker, alerts tail
-
-
-app.command("train")(train)
+# Each part's commands live in their own module; this is the one place they are registered.
+app.add_typer(cli_connector.connector_app, name="connector")
+app.add_typer(cli_api.api_app, name="api")
+app.command("train")(cli_train.train)
+app.command("evaluate")(cli_evaluate.evaluate)
+app.command("replay")(cli_replay.replay_command)
+app.command("demo")(demo.demo_command)
+app.command("topics")(cli_ops.topics_command)
+app.command("ping")(cli_ops.ping_command)
+cli_stream.register(app)  # worker, alerts tail
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ def _config(s: Settings, device: str) -> Any:
         registry=s.model_registry,
         device=device,
         group=s.stream_group,
+        topic=s.stream_events_topic,
         batch_max=s.stream_batch_max,
         batch_within=s.stream_batch_within,
         window_days=s.stream_window_days,

@@ -20,6 +20,15 @@ class Settings(BaseSettings):
     moodle_url: str = Field(default="", description="Base URL of the Moodle site")
     moodle_token: SecretStr = Field(default=SecretStr(""), description="Web-service token")
     site: str = Field(default="", description="Site id on events; defaults to the Moodle host")
+    # Moodle connector (riskstream connector run)
+    connector_page_size: int = Field(default=1000, ge=1, le=5000, description="Log rows per call")
+    connector_course_id: int = Field(default=0, ge=0, description="Poll one course (0 = site)")
+    connector_idle_s: float = Field(default=2.0, gt=0, description="Wait when the log is drained")
+    connector_timeout_s: float = Field(default=30.0, gt=0, description="Per Moodle request")
+    connector_retries: int = Field(default=5, ge=1, description="Attempts per Moodle request")
+    connector_course_refresh_s: float = Field(default=3600.0, gt=0, description="Roster refresh")
+    connector_sink_group: str = "riskstream-sink"
+    connector_sink_max_attempts: int = Field(default=5, ge=1, description="Then dead letter")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_registry: Path = Path("var/registry")
     cache_dir: Path = Field(default=Path("var/cache"), description="Cached training tensors")
@@ -34,6 +43,22 @@ class Settings(BaseSettings):
         default="memory://tansu/", description="Tansu storage engine URL (memory:// or s3://)"
     )
     redis_appendonly: bool = True
+    # Risk API (riskstream api): keys are stored as sha256 hex digests, never in clear.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_key_hashes: str = Field(
+        default="", description="Comma-separated sha256 hex digests of the accepted API keys"
+    )
+    api_pseudonym_key: SecretStr = Field(
+        default=SecretStr(""), description="HMAC key; when set, user ids leave as pseudonyms"
+    )
+    broker_durable: bool = Field(
+        default=False,
+        description="Keep the embedded broker's topics, data and group offsets across restarts "
+        "(Tansu s3:// storage on a local s3rver; overrides broker_storage)",
+    )
+    s3_port: int = Field(default=19094, ge=1, le=65535, description="s3rver port (durable mode)")
+    s3rver_bin: str = Field(default="", description="Path to s3rver; default PATH or var/node")
     # Stream worker (stream_app): micro-batches, state window, metrics, reload, alert sweep.
     stream_batch_max: int = Field(default=1000, ge=1, description="Max events per micro-batch")
     stream_batch_within: float = Field(default=0.05, gt=0, description="Seconds to fill a batch")
@@ -41,8 +66,8 @@ class Settings(BaseSettings):
     stream_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no endpoint")
     stream_reload_every: float = Field(default=5.0, gt=0, description="Registry poll seconds")
     stream_group: str = Field(default="riskstream-worker", description="Consumer group id")
+    stream_events_topic: str = Field(default="riskstream.events", description="Topic consumed")
     stream_session_timeout_ms: int = Field(default=10_000, ge=1000)
-    stream_sweep: bool = Field(default=True, description="Advance idle students on course clock")
     log_level: str = "INFO"
     log_json: bool = False
 

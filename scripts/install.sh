@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(redis-server php-cli docker-compose)
+# node + npm run s3rver, the local S3 server behind the durable embedded broker.
+command -v npm >/dev/null 2>&1 || DEB_PACKAGES+=(nodejs npm)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -22,4 +24,10 @@ if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.
 fi
 echo "==> pip install -e .[dev]"
 "$PY" -m pip install -q -e '.[dev]' 2>&1 | grep -vE "^WARNING: (Location|Running pip)" || true
+# s3rver for RISKSTREAM_BROKER_DURABLE=true, project-local (var/node), pinned.
+if [ ! -x var/node/node_modules/.bin/s3rver ] && ! command -v s3rver >/dev/null 2>&1; then
+  echo "==> npm install s3rver@3.7.1 (var/node)"
+  mkdir -p var/node
+  npm install --silent --no-audit --no-fund --prefix var/node s3rver@3.7.1 >/dev/null
+fi
 "$PY" -c 'import riskstream, contracts' && echo "==> installed"

@@ -37,7 +37,11 @@ class AlertState:
     level: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"armed": self.armed, "last_day": self.last_day, "level": self.level})
+        # hot path (once per student per batch): formatted by hand, parsed by from_json
+        last = "null" if self.last_day is None else str(int(self.last_day))
+        level = "null" if self.level is None else json.dumps(self.level)
+        armed = "true" if self.armed else "false"
+        return f'{{"armed": {armed}, "last_day": {last}, "level": {level}}}'
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> AlertState:

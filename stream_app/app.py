@@ -111,5 +111,8 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warning") -> None:
         loop = ["-L", "uvloop"]
     except ImportError:
         pass
-    sys.argv = ["riskstream-worker", *loop, "worker", "--without-web", "-l", loglevel]
+    level = {"warning": "warn", "critical": "crit", "notset": "info"}.get(loglevel, loglevel)
+    if level not in {"crit", "error", "warn", "info", "debug"}:
+        level = "info"
+    sys.argv = ["riskstream-worker", *loop, "worker", "--without-web", "-l", level]
     app.main()

@@ -18,6 +18,7 @@ The caller must only commit offsets after ``process`` returned.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import torch
 from aiokafka.errors import KafkaError
 
 from contracts import (
+    SCHEMA_VERSION,
     TOPICS,
     ContractError,
     Contribution,
@@ -38,7 +40,6 @@ from contracts import (
     LmsEvent,
     RiskAlert,
     RiskLevel,
-    RiskScore,
     StudentProfile,
     alert_id,
     decode,
@@ -81,6 +82,7 @@ class ModelHandle:
 
     loaded: Any  # models.registry.LoadedModel
     shapes: dict[str, tuple[int, ...]]
+    sizes: dict[str, int]
     spec_hash: str
     n_day: int
     n_static: int
@@ -97,7 +99,8 @@ class ModelHandle:
     def of(cls, loaded: Any) -> ModelHandle:
         spec = loaded.spec
         shapes = state_shapes(loaded.model, spec.n_static, loaded.device)
-        return cls(loaded, shapes, spec.hash()[:12], spec.n_day, spec.n_static)
+        sizes = {k: int(np.prod(s)) for k, s in shapes.items()}
+        return cls(loaded, shapes, sizes, spec.hash()[:12], spec.n_day, spec.n_static)
 
 
 Explainer = Callable[[Any, np.ndarray, np.ndarray], list[Contribution]]
@@ -136,6 +139,25 @@ class _Applied:
     student: int
     after: int  # seq steps (re-warm + commits) done before this event's provisional step
     day: int
+
+
+def risk_score_json(
+    st: StudentState, key: StudentKey, day: int, version_json: str, created_json: str
+) -> bytes:
+    """A RiskScore's wire JSON, formatted directly (one per student per batch, so hot);
+    tests check it decodes to the same RiskScore the pydantic model would make."""
+    site = _SITE_JSON.get(key.site)
+    if site is None:
+        site = _SITE_JSON[key.site] = json.dumps(key.site)
+    return (
+        f'{{"schema_version":{SCHEMA_VERSION},"site":{site},"user_id":{key.user},'
+        f'"course_id":{key.course},"risk":{st.risk!r},"level":"{st.level}","day":{day},'
+        f'"model_version":{version_json},"last_event_id":{st.last_id},'
+        f'"updated_at":{created_json}}}'
+    ).encode()
+
+
+_SITE_JSON: dict[str, str] = {}
 
 
 class Processor:
@@ -359,10 +381,8 @@ class Processor:
         st = s.st
         fz = handle.featurizer
         n_acc = len(fz.empty_accumulator())
-        shapes_ok = all(
-            k in st.model_state and st.model_state[k].size == int(np.prod(shape))
-            for k, shape in handle.shapes.items()
-        )
+        ms = st.model_state
+        shapes_ok = all(k in ms and ms[k].size == n for k, n in handle.sizes.items())
         if st.is_new:
             s.init = True
             st.day = min(self.first_day, day)
@@ -466,8 +486,12 @@ class Processor:
         th = handle.loaded.thresholds
         alerts: list[RiskAlert] = []
         created = datetime.fromtimestamp(now, UTC)
+        ev_risk = np.clip(res.ev_risk, 0.0, 1.0).tolist()
+        version_json = json.dumps(handle.version)
+        created_json = json.dumps(created.isoformat().replace("+00:00", "Z"))
         for r, s in enumerate(active):
             st = s.st
+            alert_before = st.alert
             for k in handle.shapes:
                 st.model_state[k] = res.states[k][r].reshape(-1).copy()
             risks = res.seq_risk[r][s.rewarm :]
@@ -479,7 +503,7 @@ class Processor:
             last = applied[s.events[-1]]
             for e in s.events:
                 a = applied[e]
-                risk = float(np.clip(res.ev_risk[e], 0.0, 1.0))
+                risk = ev_risk[e]
                 dec = decide(st.alert, risk, a.day, a.day - st.d0 + 1, th)
                 st.alert = dec.state
                 st.risk, st.level = risk, dec.level.value
@@ -490,21 +514,13 @@ class Processor:
                         )
                     )
             st.ver, st.spec, st.upd = handle.version, handle.spec_hash, now
-            write.states[s.key] = encode_state(st, full=s.init or bool(s.commit_req))
-            write.ranks[s.key] = st.risk
-            score = RiskScore(
-                site=s.key.site,
-                user_id=s.key.user,
-                course_id=s.key.course,
-                risk=st.risk,
-                level=RiskLevel(st.level),
-                day=last.day,
-                model_version=handle.version,
-                last_event_id=st.last_id,
-                updated_at=created,
+            write.states[s.key] = encode_state(
+                st, full=s.init or bool(s.commit_req), alert=st.alert != alert_before
             )
+            write.ranks[s.key] = st.risk
             key = f"{s.key.site}:{s.key.course}:{s.key.user}".encode()
-            out.append(OutRecord(TOPICS.risk_latest, key, encode(score)))
+            score = risk_score_json(st, s.key, last.day, version_json, created_json)
+            out.append(OutRecord(TOPICS.risk_latest, key, score))
         return alerts
 
     async def _explain(

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import redis.asyncio as aredis
+from redis.exceptions import NoScriptError
 
 from contracts import CourseCalendar, LmsEvent, encode
 from stream_app.alerting import AlertState
@@ -142,29 +143,91 @@ def decode_state(raw: dict[bytes, bytes], n_day: int) -> StudentState:
     return st
 
 
-def encode_state(st: StudentState, full: bool) -> dict[str, bytes | str | int | float]:
-    """Fields to HSET. ``full`` also writes model state, window and trajectory (they only
-    change when a day is committed or the student is (re)initialised)."""
+def encode_state(
+    st: StudentState, full: bool, alert: bool = True
+) -> dict[str, bytes | str | int | float]:
+    """Fields to HSET (only what can have changed, to keep the write small). ``full`` also
+    writes model state, window, trajectory, version (they change when a day is committed
+    or the student is (re)initialised); ``alert`` the alert state."""
     out: dict[str, bytes | str | int | float] = {
         "day": int(st.day if st.day is not None else 0),
-        "d0": st.d0,
         "last_id": st.last_id,
-        "ver": st.ver,
-        "sp": st.spec,
         "risk": repr(float(st.risk)),
         "level": st.level,
         "upd": round(st.upd, 3),
-        "alert": st.alert.to_json(),
     }
+    if alert or full:
+        out["alert"] = st.alert.to_json()
     if st.acc is not None:
         out["acc"] = np.ascontiguousarray(st.acc, dtype=np.float32).tobytes()
     if full:
+        out.update(d0=st.d0, ver=st.ver, sp=st.spec)
         for name, arr in st.model_state.items():
             out[_field_name(name)] = np.ascontiguousarray(arr, dtype=np.float32).tobytes()
         if st.win is not None:
             out["win"] = np.ascontiguousarray(st.win, dtype=np.float32).tobytes()
         out["traj"] = np.ascontiguousarray(st.traj[-TRAJ_CAP:], dtype=np.float16).tobytes()
     return out
+
+
+# One round trip each way, whatever the batch size: the read and the write are Lua scripts
+# (a per-command pipeline costs ~25 us of client time per command in redis-py). Scripts run
+# atomically, so a batch's write lands completely or not at all. Keys are passed in ARGV, so
+# this targets a single Redis (or a cluster with all keys in one slot), as the worker does.
+_READ_LUA = """
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 2, n + 1 do out[#out + 1] = redis.call('HGETALL', ARGV[i]) end
+for i = n + 2, #ARGV do out[#out + 1] = redis.call('GET', ARGV[i]) or '' end
+return out
+"""
+_WRITE_LUA = """
+local i = 1
+local function nxt() local v = ARGV[i]; i = i + 1; return v end
+local n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local nf = tonumber(nxt())
+  redis.call('HSET', key, unpack(ARGV, i, i + 2 * nf - 1))
+  i = i + 2 * nf
+end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local score = nxt(); local member = nxt()
+  redis.call('ZADD', key, score, member)
+end
+n = tonumber(nxt())
+for _ = 1, n do local key = nxt(); redis.call('SADD', key, nxt()) end
+n = tonumber(nxt())
+local maxlen = nxt()
+for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
+return 1
+"""
+
+
+class _Scripts:
+    """SHA1-addressed scripts (EVALSHA, falling back to EVAL after a Redis restart)."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self.read_sha = hashlib.sha1(_READ_LUA.encode()).hexdigest()
+        self.write_sha = hashlib.sha1(_WRITE_LUA.encode()).hexdigest()
+
+    async def call(
+        self, r: aredis.Redis, sha: str, body: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        try:
+            return await r.evalsha(sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await r.eval(body, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+_SCRIPTS = _Scripts()
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
 
 
 @dataclass
@@ -177,18 +240,16 @@ class BatchRead:
 async def read_batch(
     r: aredis.Redis, students: list[StudentKey], courses: list[tuple[str, int]]
 ) -> BatchRead:
-    """One pipelined round trip: every student's hash and profile, every course's calendar."""
-    pipe = r.pipeline(transaction=False)
-    for k in students:
-        pipe.hgetall(k.redis_key)
-        pipe.get(k.profile_key)
-    for site, course in courses:
-        pipe.get(calendar_key(site, course))
-    res: list[Any] = await pipe.execute()
+    """One round trip: every student's hash and profile, every course's calendar."""
+    args: list[Any] = [len(students)]
+    args += [k.redis_key for k in students]
+    args += [k.profile_key for k in students]
+    args += [calendar_key(site, course) for site, course in courses]
+    res: list[Any] = await _SCRIPTS.call(r, _SCRIPTS.read_sha, _READ_LUA, [], args)
     n = len(students)
-    states = {k: res[2 * i] or {} for i, k in enumerate(students)}
-    profiles = {k: res[2 * i + 1] for i, k in enumerate(students)}
-    cals = {c: res[2 * n + j] for j, c in enumerate(courses)}
+    states = {k: _pairs(res[i]) for i, k in enumerate(students)}
+    profiles = {k: res[n + i] or None for i, k in enumerate(students)}
+    cals = {c: res[2 * n + j] or None for j, c in enumerate(courses)}
     return BatchRead(states, cals, profiles)
 
 
@@ -215,19 +276,44 @@ class BatchWrite:
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
-    """One MULTI/EXEC: states, ranking, alert stream and course sets together."""
-    pipe = r.pipeline(transaction=True)
+    """One atomic script: states (HSET), ranking (ZADD), course sets, alert stream (XADD)."""
+    args: list[Any] = [len(w.states)]
     for k, mapping in w.states.items():
-        pipe.hset(k.redis_key, mapping=mapping)  # type: ignore[arg-type]
-    by_rank: dict[str, dict[str, float]] = {}
-    courses: dict[str, set[int]] = {}
+        args += [k.redis_key, len(mapping)]
+        for f, v in mapping.items():
+            args += [f, v]
+    args.append(len(w.ranks))
     for k, risk in w.ranks.items():
-        by_rank.setdefault(k.rank_key, {})[str(k.user)] = risk
-        courses.setdefault(k.site, set()).add(k.course)
-    for key, ranks in by_rank.items():
-        pipe.zadd(key, ranks)  # type: ignore[arg-type]
-    for site, ids in courses.items():
-        pipe.sadd(courses_key(site), *ids)
-    for payload in w.alerts:
-        pipe.xadd(ALERTS_STREAM, {"alert": payload}, maxlen=ALERTS_MAXLEN, approximate=True)
-    await pipe.execute()
+        args += [k.rank_key, repr(float(risk)), str(k.user)]
+    courses = sorted({(k.site, k.course) for k in w.ranks})
+    args.append(len(courses))
+    for site, course in courses:
+        args += [courses_key(site), course]
+    args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
+    await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
+
+
+class _FastConnection(aredis.Connection):
+    """Packs commands with hiredis (C) instead of redis-py's pure-Python asyncio packer."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        import hiredis
+
+        if isinstance(args[0], str):
+            args = tuple(args[0].encode().split()) + args[1:]
+        packed: Any = tuple(bytes(a) if isinstance(a, memoryview) else a for a in args)
+        return [hiredis.pack_command(packed)]
+
+    def pack_commands(self, commands: Any) -> list[bytes]:
+        return [b"".join(c for cmd in commands for c in self.pack_command(*cmd))]
+
+
+def connect(url: str, **kw: Any) -> aredis.Redis:
+    """The worker's Redis client (hiredis packing when hiredis is installed)."""
+    try:
+        import hiredis  # noqa: F401
+
+        pool = aredis.ConnectionPool.from_url(url, connection_class=_FastConnection, **kw)
+    except ImportError:
+        pool = aredis.ConnectionPool.from_url(url, **kw)
+    return aredis.Redis(connection_pool=pool)

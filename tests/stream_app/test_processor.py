@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-import redis.asyncio as aredis
 import torch
 
 from contracts import TOPICS, CourseCalendar, DeadLetter, RiskScore, decode, encode
 from riskstream.stack import Stack
 from stream_app.processor import Processor
-from stream_app.state import decode_state
+from stream_app.state import connect, decode_state
 from tests.stream_app.helpers import START, ListPublisher, event, handle_for, record
 
 
@@ -23,7 +22,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 
 async def _process(url: str, handle, pub, batches, **kw):  # type: ignore[no-untyped-def]
-    r = aredis.Redis.from_url(url)
+    r = connect(url)
     try:
         proc = Processor(r, pub, handle, **kw)
         return [await proc.process(b) for b in batches]

@@ -1,0 +1,648 @@
+"""Stream worker benchmark: broker + Redis + one worker on this machine, replaying OULAD events.
+
+Figures (printed as a table and written as JSON):
+  1. events/s sustained, batched processor driven by plain aiokafka getmany (one process)
+  2. events/s sustained, the real Faust worker (`riskstream worker`, a subprocess)
+  3. events/s of a one-event-at-a-time implementation (same processor, batches of 1), and the
+     ratio batched / one-at-a-time measured in the same run
+  4. p50/p99 event -> output latency at 2,000 events/s offered (outputs = risk scores and
+     alerts, published together once the batch is done), plus p99 over alert-triggering events
+  5. Redis memory per enrolment: measured after the replay, and for 100,000 enrolments with a
+     full state (28-day window, 270-day trajectory, hidden 128)
+  6. --inference-only: model throughput of one batch plan at batch sizes 256..16384 (GPU via
+     --device cuda on a machine that has one)
+
+    python3 bench/bench_stream.py                  # OULAD when present, else synthetic events
+    python3 bench/bench_stream.py --events 300000 --json out.json
+    python3 bench/bench_stream.py --inference-only --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from contracts import TOPICS, CourseCalendar, LmsEvent, encode  # noqa: E402
+from stream_app.records import InRecord, OutRecord  # noqa: E402
+
+SITE = "oulad"
+
+
+def _oulad_dir() -> Path:
+    if os.environ.get("RISKSTREAM_DATA_DIR"):
+        return Path(os.environ["RISKSTREAM_DATA_DIR"])
+    for p in REPO.parents:
+        if (p / "shared" / "datasets" / "oulad").is_dir():
+            return p / "shared" / "datasets" / "oulad"
+    return REPO.parent / "shared" / "datasets" / "oulad"
+
+
+# -- data --------------------------------------------------------------------------------
+def oulad_events(
+    n: int, data_dir: Path, module: str, presentation: str
+) -> tuple[list[LmsEvent], dict[int, CourseCalendar]]:
+    from models.oulad import Oulad
+
+    o = Oulad(data_dir)
+    cals = o.calendars()
+    evs: list[LmsEvent] = []
+    for ev in o.iter_events(module, presentation):
+        evs.append(ev)
+        if len(evs) >= n:
+            break
+    used = {e.course_id for e in evs}
+    return evs, {c: cals[c] for c in used}
+
+
+def synthetic_events(
+    n: int, students: int = 5000
+) -> tuple[list[LmsEvent], dict[int, CourseCalendar]]:
+    rng = np.random.default_rng(0)
+    start = datetime(2024, 2, 5, tzinfo=UTC)
+    per_day = max(1, students // 2)
+    comps = ["mod_page", "mod_quiz", "mod_forum", "mod_resource", "core", "mod_url"]
+    evs = []
+    for i in range(n):
+        day = i // per_day
+        evs.append(
+            LmsEvent(
+                site=SITE,
+                event_id=i + 1,
+                user_id=int(rng.integers(students)),
+                course_id=1,
+                time=start + timedelta(days=day, seconds=(i % per_day) * 86400 // per_day),
+                eventname="\\core\\event\\course_module_viewed",
+                component=comps[i % len(comps)],
+                action="viewed",
+                count=int(rng.integers(1, 5)),
+            )
+        )
+    cal = CourseCalendar(site=SITE, course_id=1, start=start, length_days=270)
+    return evs, {1: cal}
+
+
+# -- helpers -----------------------------------------------------------------------------
+class NullPublisher:
+    async def publish(self, records: list[OutRecord]) -> None:
+        return None
+
+
+async def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+    )
+    await p.start()
+    t0 = time.perf_counter()
+    try:
+        futs = []
+        for k, v in payloads:
+            futs.append(await p.send(topic, v, key=k))
+            if len(futs) >= 5000:
+                await asyncio.gather(*futs)
+                futs = []
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+    return time.perf_counter() - t0
+
+
+def paced_producer(
+    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float
+) -> None:
+    """Child process: send at ``rate`` events/s in 5 ms ticks (record timestamps = send time)."""
+
+    async def run() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=0
+        )
+        await p.start()
+        t0 = time.perf_counter()
+        sent = 0
+        futs = []
+        while sent < len(payloads):
+            due = min(len(payloads), int((time.perf_counter() - t0) * rate) + 1)
+            while sent < due:
+                k, v = payloads[sent]
+                futs.append(await p.send(topic, v, key=k))
+                sent += 1
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*futs)
+        await p.stop()
+
+    asyncio.run(run())
+
+
+async def seed_calendars(redis_url: str, cals: dict[int, CourseCalendar]) -> None:
+    import redis.asyncio as aredis
+
+    r = aredis.Redis.from_url(redis_url)
+    await r.flushdb()
+    for c, cal in cals.items():
+        await r.set(f"rs:cal:{cal.site}:{c}", encode(cal))
+    await r.aclose()
+
+
+def make_processor(redis_url: str, registry: Path, publisher: Any) -> tuple[Any, Any]:
+    from stream_app.inference import InferenceEngine
+    from stream_app.processor import Processor
+    from stream_app.reload import load_handle
+    from stream_app.state import connect
+
+    r = connect(redis_url)
+    handle = load_handle(registry, "cpu")
+    return Processor(r, publisher, handle, engine=InferenceEngine(threads=1)), r
+
+
+async def run_aiokafka(
+    bootstrap: str,
+    redis_url: str,
+    registry: Path,
+    topic: str,
+    n: int,
+    batch: int,
+    one_at_a_time: bool = False,
+    latency: bool = False,
+    publish: bool = True,
+) -> dict[str, Any]:
+    """Consume ``n`` events of ``topic`` with a fresh group; returns throughput / latencies."""
+    from aiokafka import AIOKafkaConsumer
+
+    from stream_app.kafka_io import KafkaPublisher
+
+    pub: Any = KafkaPublisher(bootstrap) if publish else NullPublisher()
+    if publish:
+        await pub.start()
+    proc, r = make_processor(redis_url, registry, pub)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        max_poll_records=batch,
+        fetch_max_wait_ms=5 if latency else 100,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
+    await consumer.start()
+    done = 0
+    t_first = None
+    lat: list[float] = []
+    alert_lat: list[float] = []
+    batches = 0
+    try:
+        while done < n:
+            got = await consumer.getmany(timeout_ms=5 if latency else 100, max_records=batch)
+            recs = [
+                InRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                for ms in got.values()
+                for m in ms
+            ]
+            if not recs:
+                continue
+            if t_first is None:
+                t_first = time.perf_counter()
+            groups = [[x] for x in recs] if one_at_a_time else [recs]
+            for g in groups:
+                rep = await proc.process(g)
+                batches += 1
+                now = time.time()
+                if latency:
+                    lat.extend(now - x.timestamp_ms / 1000 for x in g if x.timestamp_ms)
+                    trig = {a.trigger_event_id for a in rep.alerts}
+                    if trig:
+                        for x, ev_id in _ids(g):
+                            if ev_id in trig and x.timestamp_ms:
+                                alert_lat.append(now - x.timestamp_ms / 1000)
+            await consumer.commit()
+            done += len(recs)
+        elapsed = time.perf_counter() - (t_first or time.perf_counter())
+    finally:
+        await consumer.stop()
+        if publish:
+            await pub.stop()
+        await r.aclose()
+        proc.engine.close()
+    out: dict[str, Any] = {
+        "events": done,
+        "seconds": elapsed,
+        "events_per_s": done / elapsed,
+        "batches": batches,
+    }
+    if latency:
+        a = np.asarray(lat) * 1000
+        out.update(
+            p50_ms=float(np.percentile(a, 50)),
+            p99_ms=float(np.percentile(a, 99)),
+            max_ms=float(a.max()),
+            n_latency=len(a),
+        )
+        if alert_lat:
+            out.update(
+                alert_p99_ms=float(np.percentile(np.asarray(alert_lat) * 1000, 99)),
+                n_alerts=len(alert_lat),
+            )
+    return out
+
+
+def _ids(recs: list[InRecord]) -> list[tuple[InRecord, int]]:
+    out = []
+    for x in recs:
+        try:
+            out.append((x, int(json.loads(x.value or b"{}")["event_id"])))
+        except (ValueError, KeyError):
+            pass
+    return out
+
+
+def run_faust(
+    bootstrap: str,
+    redis_url: str,
+    registry: Path,
+    topic: str,
+    last_per_partition: dict[int, tuple[str, int]],
+    batch: int,
+    timeout: float,
+) -> dict[str, Any]:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(REPO),
+        RISKSTREAM_KAFKA_BOOTSTRAP=bootstrap,
+        RISKSTREAM_REDIS_URL=redis_url,
+        RISKSTREAM_MODEL_REGISTRY=str(registry),
+        RISKSTREAM_STREAM_GROUP=f"bench-f-{uuid.uuid4().hex[:6]}",
+        RISKSTREAM_STREAM_EVENTS_TOPIC=topic,
+        RISKSTREAM_STREAM_SESSION_TIMEOUT_MS="6000",
+        RISKSTREAM_STREAM_BATCH_MAX=str(batch),
+        RISKSTREAM_DEVICE="cpu",
+        RISKSTREAM_LOG_LEVEL="WARNING",
+    )
+    w = subprocess.Popen(
+        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        t_first = None
+        while time.monotonic() < deadline:
+            if t_first is None and r.exists("rs:courses:" + SITE):
+                t_first = time.perf_counter()
+            if all(
+                int(r.hget(k, "last_id") or -1) >= eid for k, eid in last_per_partition.values()
+            ):
+                break
+            time.sleep(0.05)
+        else:
+            return {"error": "timeout"}
+        elapsed = time.perf_counter() - (t_first or time.perf_counter())
+        return {"seconds": elapsed}
+    finally:
+        w.terminate()
+        try:
+            w.wait(20)
+        except subprocess.TimeoutExpired:
+            w.kill()
+        r.close()
+
+
+def memory(
+    redis_url: str, registry: Path, n: int, window: int = 28, days: int = 270
+) -> dict[str, Any]:
+    """Bytes per enrolment for ``n`` full states (written like the worker writes them)."""
+    import redis
+
+    from stream_app.alerting import AlertState
+    from stream_app.reload import load_handle
+    from stream_app.state import StudentKey, StudentState, encode_state
+
+    h = load_handle(registry, "cpu")
+    rng = np.random.default_rng(0)
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    base = int(r.info("memory")["used_memory"])
+    st = StudentState(
+        model_state={k: rng.random(int(np.prod(s)), dtype=np.float32) for k, s in h.shapes.items()},
+        acc=rng.random(h.featurizer.n_acc, dtype=np.float32),
+        day=days,
+        d0=0,
+        win=rng.random((window, h.n_day), dtype=np.float32),
+        last_id=123456789,
+        ver=h.version,
+        spec=h.spec_hash,
+        risk=0.4321,
+        level="medium",
+        upd=time.time(),
+        alert=AlertState(armed=False, last_day=200, level="medium"),
+        traj=rng.random(days).astype(np.float16),
+    )
+    fields = encode_state(st, full=True)
+    pipe = r.pipeline(transaction=False)
+    for u in range(n):
+        k = StudentKey(SITE, 1 + u % 20, u)
+        pipe.hset(k.redis_key, mapping=fields)  # type: ignore[arg-type]
+        pipe.zadd(k.rank_key, {str(u): float(rng.random())})
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+    used = int(r.info("memory")["used_memory"]) - base
+    one = int(r.memory_usage(StudentKey(SITE, 1, 0).redis_key) or 0)
+    r.flushdb()
+    r.close()
+    return {
+        "enrolments": n,
+        "bytes_total": used,
+        "bytes_per_enrolment": used / n,
+        "hash_bytes_one_student": one,
+        "field_bytes": sum(
+            len(v) if isinstance(v, bytes) else len(str(v)) for v in fields.values()
+        ),
+    }
+
+
+def inference_only(device: str, hidden: int, sizes: list[int], reps: int) -> list[dict[str, Any]]:
+    import torch
+
+    from stream_app.inference import StepPlan, run_plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from models.testing import tiny_model
+        from stream_app.reload import load_handle
+
+        tiny_model(Path(tmp), hidden=hidden)
+        h = load_handle(Path(tmp), device)
+    rows = []
+    rng = np.random.default_rng(0)
+    for b in sizes:
+        plan = StepPlan(
+            states={k: rng.random((b, *s), dtype=np.float32) for k, s in h.shapes.items()},
+            init_rows=np.zeros(0, np.int64),
+            init_static=np.zeros((0, h.n_static), np.float32),
+            seqs=[rng.random((1, h.n_day), dtype=np.float32) for _ in range(b)],
+            ev_student=np.arange(b, dtype=np.int64),
+            ev_after=np.ones(b, np.int64),
+            ev_x=rng.random((b, h.n_day), dtype=np.float32),
+        )
+        run_plan(h.loaded.model, h.loaded.device, plan)
+        if h.loaded.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            run_plan(h.loaded.model, h.loaded.device, plan)
+        if h.loaded.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = (time.perf_counter() - t0) / reps
+        rows.append(
+            {
+                "batch": b,
+                "ms_per_batch": dt * 1000,
+                "events_per_s": b / dt,
+                "device": str(h.loaded.device),
+            }
+        )
+        print(
+            f"batch {b:6d}: {dt * 1000:8.2f} ms  {b / dt:12,.0f} events/s (1 commit + 1 provisional step each) on {h.loaded.device}"
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--events", type=int, default=150_000)
+    ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--one-at-a-time", type=int, default=3000, help="events for the per-event run")
+    ap.add_argument("--latency-events", type=int, default=20_000, help="events at 2,000/s")
+    ap.add_argument("--rate", type=float, default=2000.0)
+    ap.add_argument("--memory-enrolments", type=int, default=100_000)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--registry", type=Path, default=None, help="use this registry's current model")
+    ap.add_argument("--data-dir", type=Path, default=_oulad_dir())
+    ap.add_argument("--module", default="FFF")
+    ap.add_argument("--presentation", default="2013J")
+    ap.add_argument("--skip-faust", action="store_true")
+    ap.add_argument("--inference-only", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", type=Path, default=Path("bench/results_stream.json"))
+    args = ap.parse_args()
+
+    if args.inference_only:
+        rows = inference_only(args.device, args.hidden, [256, 1024, 4096, 16384], reps=20)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"inference": rows}, indent=2))
+        return
+
+    from models.testing import tiny_model
+    from riskstream.kafka_admin import ensure_topics
+    from riskstream.stack import Stack, free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    registry = args.registry
+    if registry is None:
+        registry = tmp / "registry"
+        tiny_model(registry, hidden=args.hidden)
+    t0 = time.perf_counter()
+    if (args.data_dir / "studentVle.parquet").is_file():
+        evs, cals = oulad_events(args.events, args.data_dir, args.module, args.presentation)
+        source = f"OULAD {args.module} {args.presentation}"
+    else:
+        evs, cals = synthetic_events(args.events)
+        source = "synthetic"
+    evs = [e.model_copy(update={"site": SITE}) for e in evs]
+    cals = {c: cal.model_copy(update={"site": SITE}) for c, cal in cals.items()}
+    payloads = [(e.key, encode(e)) for e in evs]
+    n_students = len({(e.course_id, e.user_id) for e in evs})
+    print(
+        f"{len(evs):,} events of {n_students:,} enrolments ({source}), loaded in {time.perf_counter() - t0:.1f}s"
+    )
+
+    st = Stack(
+        state_dir=tmp / "stack",
+        kafka_port=free_port(),
+        redis_port=free_port(),
+        redis_appendonly=False,
+    )
+    st.up()
+    results: dict[str, Any] = {
+        "source": source,
+        "events": len(evs),
+        "enrolments": n_students,
+        "batch": args.batch,
+        "hidden": args.hidden,
+        "cpus": os.cpu_count(),
+    }
+    try:
+        topic = f"bench.events.{uuid.uuid4().hex[:6]}"
+        asyncio.run(ensure_topics(st.bootstrap, (topic, *TOPICS.all()), 4))
+        prod_s = asyncio.run(produce(st.bootstrap, topic, payloads))
+        print(f"produced in {prod_s:.1f}s")
+
+        asyncio.run(seed_calendars(st.redis_url, cals))
+        res = asyncio.run(
+            run_aiokafka(st.bootstrap, st.redis_url, registry, topic, len(evs), args.batch)
+        )
+        results["batched_aiokafka"] = res
+        print(f"batched (aiokafka getmany): {res['events_per_s']:,.0f} events/s")
+        r = __import__("redis").Redis.from_url(st.redis_url)
+        keys = sum(1 for _ in r.scan_iter("rs:st:*", count=10_000))
+        used = int(r.info("memory")["used_memory"])
+        results["memory_after_replay"] = {
+            "enrolments": keys,
+            "used_memory": used,
+            "bytes_per_enrolment": used / max(keys, 1),
+        }
+        r.close()
+
+        sub = payloads[: args.one_at_a_time]
+        topic1 = f"bench.one.{uuid.uuid4().hex[:6]}"
+        asyncio.run(ensure_topics(st.bootstrap, (topic1,), 4))
+        asyncio.run(produce(st.bootstrap, topic1, sub))
+        asyncio.run(seed_calendars(st.redis_url, cals))
+        one = asyncio.run(
+            run_aiokafka(
+                st.bootstrap,
+                st.redis_url,
+                registry,
+                topic1,
+                len(sub),
+                args.batch,
+                one_at_a_time=True,
+            )
+        )
+        asyncio.run(seed_calendars(st.redis_url, cals))
+        same = asyncio.run(
+            run_aiokafka(st.bootstrap, st.redis_url, registry, topic1, len(sub), args.batch)
+        )
+        results["one_at_a_time"] = one
+        results["batched_same_events"] = same
+        results["ratio_batched_vs_one"] = res["events_per_s"] / one["events_per_s"]
+        print(
+            f"one-at-a-time: {one['events_per_s']:,.0f} events/s; ratio {results['ratio_batched_vs_one']:.1f}x"
+        )
+
+        if not args.skip_faust:
+            asyncio.run(seed_calendars(st.redis_url, cals))
+            last: dict[int, tuple[str, int]] = {}
+            from aiokafka.partitioner import murmur2
+
+            for e in evs:
+                p = (murmur2(e.key) & 0x7FFFFFFF) % 4
+                last[p] = (f"rs:st:{e.site}:{e.course_id}:{e.user_id}", e.event_id)
+            fr = run_faust(st.bootstrap, st.redis_url, registry, topic, last, 1000, timeout=300)
+            if "seconds" in fr:
+                fr["events_per_s"] = len(evs) / fr["seconds"]
+                print(f"faust worker: {fr['events_per_s']:,.0f} events/s")
+            results["faust_worker"] = fr
+
+        lat_payloads = payloads[: args.latency_events]
+        topic2 = f"bench.lat.{uuid.uuid4().hex[:6]}"
+        asyncio.run(ensure_topics(st.bootstrap, (topic2,), 4))
+        asyncio.run(seed_calendars(st.redis_url, cals))
+        prod = mp.get_context("fork").Process(
+            target=paced_producer, args=(st.bootstrap, topic2, lat_payloads, args.rate)
+        )
+        prod.start()
+        lat = asyncio.run(
+            run_aiokafka(
+                st.bootstrap,
+                st.redis_url,
+                registry,
+                topic2,
+                len(lat_payloads),
+                args.batch,
+                latency=True,
+            )
+        )
+        prod.join(60)
+        results["latency_at_rate"] = {"rate": args.rate, **lat}
+        print(
+            f"latency at {args.rate:,.0f} ev/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
+        )
+
+        mem = memory(st.redis_url, registry, args.memory_enrolments)
+        results["memory_full_state"] = mem
+    finally:
+        st.down()
+
+    rows = [
+        (
+            "events/s, batched, aiokafka getmany",
+            f"{results['batched_aiokafka']['events_per_s']:,.0f}",
+            ">= 20,000",
+        ),
+        (
+            "events/s, Faust worker",
+            f"{results.get('faust_worker', {}).get('events_per_s', float('nan')):,.0f}",
+            "",
+        ),
+        ("events/s, one event at a time", f"{results['one_at_a_time']['events_per_s']:,.0f}", ""),
+        ("ratio batched / one-at-a-time", f"{results['ratio_batched_vs_one']:.1f}x", ""),
+        (
+            f"p99 event->output ms at {args.rate:,.0f} ev/s",
+            f"{results['latency_at_rate']['p99_ms']:.1f}",
+            "<= 150",
+        ),
+        (
+            "p99 event->alert ms (alert-triggering events)",
+            f"{results['latency_at_rate'].get('alert_p99_ms', float('nan')):.1f}",
+            "<= 150",
+        ),
+        (
+            "Redis bytes/enrolment after replay",
+            f"{results['memory_after_replay']['bytes_per_enrolment']:,.0f}",
+            "",
+        ),
+        (
+            f"Redis bytes/enrolment, {args.memory_enrolments:,} full states",
+            f"{mem['bytes_per_enrolment']:,.0f}",
+            "<= 6,144",
+        ),
+        (
+            f"Redis bytes total, {args.memory_enrolments:,} full states",
+            f"{mem['bytes_total']:,}",
+            "",
+        ),
+    ]
+    w = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'figure'.ljust(w)}  {'value':>14}  target")
+    for name, val, target in rows:
+        print(f"{name.ljust(w)}  {val:>14}  {target}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Per-course facts beside the event stream: calendars for the featurizer, rosters for the sink.
+
+Redis keys (see ARCHITECTURE.md):
+- ``rs:courses:{site}`` set of course ids seen
+- ``rs:cal:{site}:{course}`` ``CourseCalendar`` JSON (startdate, quiz/assign deadlines)
+- ``rs:roster:{site}:{course}`` JSON ``{"teachers": [ids], "students": [ids], "synced": epoch}``
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+
+from contracts import CourseCalendar, Deadline
+from moodle_connector.client import MoodleClient
+from moodle_connector.errors import MoodleError, stops_everything
+
+log = structlog.get_logger("moodle_connector.courses")
+
+TEACHER_ROLES = frozenset({"editingteacher", "teacher"})
+STUDENT_ROLES = frozenset({"student"})
+
+
+def courses_key(site: str) -> str:
+    return f"rs:courses:{site}"
+
+
+def calendar_key(site: str, course_id: int) -> str:
+    return f"rs:cal:{site}:{course_id}"
+
+
+def roster_key(site: str, course_id: int) -> str:
+    return f"rs:roster:{site}:{course_id}"
+
+
+def _utc(ts: int | float) -> datetime:
+    return datetime.fromtimestamp(int(ts), UTC)
+
+
+async def fetch_calendar(client: MoodleClient, site: str, course_id: int) -> CourseCalendar:
+    """Start from the course's startdate; deadlines from quiz close and assignment due dates."""
+    body = await client.call(
+        "core_course_get_courses_by_field", {"field": "id", "value": course_id}
+    )
+    courses = body.get("courses", [])
+    if not courses:
+        raise MoodleError(f"course {course_id} not found on {client.base_url}")
+    course = courses[0]
+    start = int(course.get("startdate") or course.get("timecreated") or 0)
+    end = int(course.get("enddate") or 0)
+    length = max(1, min(3650, (end - start) // 86400 + 1)) if end > start else 270
+    deadlines: list[Deadline] = []
+    try:
+        quizzes = await client.call("mod_quiz_get_quizzes_by_courses", {"courseids": [course_id]})
+        for q in quizzes.get("quizzes", []):
+            if q.get("timeclose"):
+                deadlines.append(
+                    Deadline(due=_utc(q["timeclose"]), kind="quiz", cmid=q.get("coursemodule"))
+                )
+    except MoodleError as exc:
+        if stops_everything(exc):
+            raise
+        log.warning("quiz deadlines unavailable", course=course_id, error=str(exc))
+    if client.known_functions is None or "mod_assign_get_assignments" in client.known_functions:
+        try:
+            assigns = await client.call("mod_assign_get_assignments", {"courseids": [course_id]})
+            for c in assigns.get("courses", []):
+                for a in c.get("assignments", []):
+                    if a.get("duedate"):
+                        deadlines.append(
+                            Deadline(due=_utc(a["duedate"]), kind="assignment", cmid=a.get("cmid"))
+                        )
+        except MoodleError as exc:
+            if stops_everything(exc):
+                raise
+            log.info("assignment deadlines unavailable", course=course_id, error=str(exc))
+    deadlines.sort(key=lambda d: d.due)
+    return CourseCalendar(
+        site=site,
+        course_id=course_id,
+        start=_utc(start),
+        length_days=length,
+        deadlines=deadlines,
+        name=str(course.get("fullname") or course.get("shortname") or ""),
+    )
+
+
+async def fetch_roster(client: MoodleClient, course_id: int) -> dict[str, Any]:
+    """Teachers (editingteacher/teacher) and students of a course, by user id."""
+    users = await client.call("core_enrol_get_enrolled_users", {"courseid": course_id})
+    teachers, students = [], []
+    for u in users if isinstance(users, list) else []:
+        roles = {r.get("shortname") for r in u.get("roles", [])}
+        if roles & TEACHER_ROLES:
+            teachers.append(int(u["id"]))
+        if roles & STUDENT_ROLES:
+            students.append(int(u["id"]))
+    return {"teachers": sorted(teachers), "students": sorted(students), "synced": int(time.time())}
+
+
+async def read_roster(redis: Redis, site: str, course_id: int) -> dict[str, Any] | None:
+    raw = await redis.get(roster_key(site, course_id))
+    return json.loads(raw) if raw else None
+
+
+class CourseSync:
+    """Keeps calendars and rosters of the courses seen in the log fresh in Redis."""
+
+    def __init__(
+        self, client: MoodleClient, redis: Redis, site: str, refresh_s: float = 3600.0
+    ) -> None:
+        self.client = client
+        self.redis = redis
+        self.site = site
+        self.refresh_s = refresh_s
+        self._synced: dict[int, float] = {}
+
+    async def sync(self, course_id: int) -> CourseCalendar:
+        cal = await fetch_calendar(self.client, self.site, course_id)
+        roster = await fetch_roster(self.client, course_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(calendar_key(self.site, course_id), cal.model_dump_json())
+            pipe.set(roster_key(self.site, course_id), json.dumps(roster))
+            pipe.sadd(courses_key(self.site), course_id)
+            await pipe.execute()
+        self._synced[course_id] = time.monotonic()
+        log.info(
+            "course synced",
+            course=course_id,
+            deadlines=len(cal.deadlines),
+            teachers=len(roster["teachers"]),
+            students=len(roster["students"]),
+        )
+        return cal
+
+    async def seen(self, course_ids: Iterable[int]) -> None:
+        """Called per page: sync new or stale courses; a failure is retried on a later page."""
+        now = time.monotonic()
+        ids = {c for c in course_ids if c > 0}
+        if ids:
+            await self.redis.sadd(courses_key(self.site), *ids)
+        for course_id in sorted(ids):
+            last = self._synced.get(course_id)
+            if last is not None and now - last < self.refresh_s:
+                continue
+            try:
+                await self.sync(course_id)
+            except MoodleError as exc:
+                if stops_everything(exc):
+                    raise
+                self._synced[course_id] = now - self.refresh_s + 60  # retry in a minute
+                log.warning("course sync failed", course=course_id, error=str(exc))

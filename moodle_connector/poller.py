@@ -1,0 +1,228 @@
+"""Pages the site's log into the events topic; the cursor moves only after the broker acks.
+
+Order of one page: fetch rows after the cursor -> normalize (bad rows to dead letter) ->
+enrich grades -> send every record -> await every ack -> advance the cursor. A crash
+anywhere before the last step replays that page; event ids are log ids, so consumers dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from aiokafka.errors import KafkaError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contracts import TOPICS, LmsEvent, encode
+from moodle_connector.client import MoodleClient, RetryPolicy
+from moodle_connector.courses import CourseSync
+from moodle_connector.cursor import Cursor
+from moodle_connector.deadletter import dead_letter
+from moodle_connector.enrich import Enricher
+from moodle_connector.errors import MoodleError
+from moodle_connector.normalize import NormalizeError, normalize_row, should_drop
+
+log = structlog.get_logger("moodle_connector.poller")
+
+EVENTS_FUNCTION = "local_riskstream_get_events"
+STAGE = "connector.normalize"
+
+
+class Producer(Protocol):
+    """What the poller needs of ``aiokafka.AIOKafkaProducer``."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> asyncio.Future[Any]: ...
+
+
+@dataclass
+class PageResult:
+    rows: int = 0
+    published: int = 0
+    dropped: int = 0
+    dead: int = 0
+    last_id: int = 0
+    has_more: bool = False
+    newest_time: float | None = None  # timecreated of the newest row, for lag
+
+
+@dataclass
+class PollerStats:
+    pages: int = 0
+    rows: int = 0
+    published: int = 0
+    dropped: int = 0
+    dead: int = 0
+    outages: int = 0
+    lag_s: float = 0.0
+
+
+class Poller:
+    """One site's log -> ``riskstream.events`` (keyed site:user) and dead letters."""
+
+    def __init__(
+        self,
+        client: MoodleClient,
+        producer: Producer,
+        redis: Redis,
+        site: str,
+        *,
+        page_size: int = 1000,
+        course_id: int = 0,
+        idle_s: float = 2.0,
+        enricher: Enricher | None = None,
+        courses: CourseSync | None = None,
+        outage_backoff: RetryPolicy | None = None,
+        events_topic: str = TOPICS.events,
+        dead_letter_topic: str = TOPICS.dead_letter,
+    ) -> None:
+        if not 1 <= page_size <= 5000:
+            raise ValueError("page size must be 1..5000 (the plugin's limit)")
+        self.client = client
+        self.producer = producer
+        self.site = site
+        self.cursor = Cursor(redis, site)
+        self.page_size = page_size
+        self.course_id = course_id
+        self.idle_s = idle_s
+        self.enricher = enricher
+        self.courses = courses
+        self.outage_backoff = outage_backoff or RetryPolicy(attempts=1_000_000, base_s=1, max_s=60)
+        self.events_topic = events_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.stats = PollerStats()
+
+    async def fetch(self, since_id: int) -> dict[str, Any]:
+        body = await self.client.call(
+            EVENTS_FUNCTION,
+            {"sinceid": since_id, "limit": self.page_size, "courseid": self.course_id},
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise MoodleError(
+                f"{EVENTS_FUNCTION} returned no 'events' list", function=EVENTS_FUNCTION
+            )
+        for w in body.get("warnings") or []:
+            log.warning("moodle warning", function=EVENTS_FUNCTION, warning=w)
+        return body
+
+    def split(
+        self, rows: list[Any]
+    ) -> tuple[list[LmsEvent], list[tuple[Any, NormalizeError]], int]:
+        """Rows -> (events, rejected rows with reasons, count dropped on purpose)."""
+        events: list[LmsEvent] = []
+        bad: list[tuple[Any, NormalizeError]] = []
+        dropped = 0
+        for row in rows:
+            if isinstance(row, Mapping) and should_drop(row):
+                dropped += 1
+                continue
+            try:
+                events.append(normalize_row(row, self.site))
+            except NormalizeError as exc:
+                bad.append((row, exc))
+        return events, bad, dropped
+
+    async def poll_once(self) -> PageResult:
+        """One page end to end; returns what happened. Raises MoodleError on Moodle trouble."""
+        since = await self.cursor.get()
+        body = await self.fetch(since)
+        rows: list[Any] = body["events"]
+        result = PageResult(rows=len(rows), has_more=bool(body.get("hasmore")))
+        row_ids = [r.get("id") for r in rows if isinstance(r, Mapping)]
+        ids = [int(i) for i in row_ids if isinstance(i, int | str) and str(i).isdigit()]
+        try:
+            last_id = int(body.get("lastid") or 0)
+        except (TypeError, ValueError):
+            last_id = 0
+        last_id = max([last_id, *ids]) if ids else last_id
+        if rows and last_id <= since:
+            raise MoodleError(
+                f"{EVENTS_FUNCTION} returned rows but lastid {last_id} <= sinceid {since}",
+                function=EVENTS_FUNCTION,
+            )
+        events, bad, result.dropped = self.split(rows)
+        if self.courses is not None and events:
+            await self.courses.seen({ev.course_id for ev in events})
+        if self.enricher is not None and events:
+            by_id = {
+                int(r["id"]): r
+                for r in rows
+                if isinstance(r, Mapping) and str(r.get("id", "")).isdigit()
+            }
+            events = await self.enricher.enrich(events, by_id)
+        futures = [
+            await self.producer.send(self.events_topic, value=encode(ev), key=ev.key)
+            for ev in events
+        ]
+        for row, exc in bad:
+            user = row.get("userid") if isinstance(row, Mapping) else None
+            dl = dead_letter(
+                row, str(exc), STAGE, exc, key=f"{self.site}:{user}" if user is not None else None
+            )
+            futures.append(
+                await self.producer.send(
+                    self.dead_letter_topic, value=encode(dl), key=(dl.key or "").encode() or None
+                )
+            )
+            log.warning("log row dead-lettered", reason=str(exc))
+        if futures:
+            await asyncio.gather(*futures)  # broker acked every record of the page
+        if last_id > since:
+            await self.cursor.set(last_id)
+        result.published, result.dead, result.last_id = len(events), len(bad), max(last_id, since)
+        times = [r.get("timecreated") for r in rows if isinstance(r, Mapping)]
+        numeric = [float(t) for t in times if isinstance(t, int | float)]
+        result.newest_time = max(numeric) if numeric else None
+        self._account(result)
+        return result
+
+    def _account(self, r: PageResult) -> None:
+        s = self.stats
+        s.pages += 1
+        s.rows += r.rows
+        s.published += r.published
+        s.dropped += r.dropped
+        s.dead += r.dead
+        if r.newest_time is not None:
+            s.lag_s = max(0.0, time.time() - r.newest_time)
+        elif not r.has_more:
+            s.lag_s = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop``; full pages follow at once, an empty log waits ``idle_s``.
+
+        Outages (MoodleUnavailable after the client's own retries, broker or Redis errors)
+        back off and resume;
+        fatal errors (token, service, web services off) propagate to the caller.
+        """
+        failures = 0
+        while not stop.is_set():
+            try:
+                page = await self.poll_once()
+                failures = 0
+            except (MoodleError, KafkaError, RedisError, OSError) as exc:
+                if isinstance(exc, MoodleError) and exc.fatal:
+                    raise
+                # Moodle, broker or Redis away: the cursor did not move, so retrying is safe.
+                failures += 1
+                self.stats.outages += 1
+                delay = self.outage_backoff.delay(failures)
+                log.warning("polling failed, backing off", error=str(exc), delay_s=round(delay, 2))
+                await _wait(stop, delay)
+                continue
+            if page.has_more:
+                continue
+            await _wait(stop, self.idle_s)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once on shutdown."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,209 @@
+"""``riskstream connector check|run``: the site check, and poller + sink with clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from contracts import TOPICS
+from moodle_connector.client import MoodleClient, RetryPolicy
+from moodle_connector.courses import CourseSync
+from moodle_connector.enrich import Enricher
+from moodle_connector.poller import Poller
+from moodle_connector.sink import AlertSink
+
+log = structlog.get_logger("moodle_connector.run")
+
+#: (purpose, alternatives: any one of them is enough)
+NEEDED: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("site info", ("core_webservice_get_site_info",), True),
+    ("event log (plugin)", ("local_riskstream_get_events",), True),
+    ("course start dates", ("core_course_get_courses_by_field",), True),
+    ("rosters (teachers for alerts)", ("core_enrol_get_enrolled_users",), True),
+    ("quiz deadlines", ("mod_quiz_get_quizzes_by_courses",), True),
+    ("quiz grades", ("mod_quiz_get_user_quiz_attempts", "mod_quiz_get_user_attempts"), True),
+    (
+        "alerts into Moodle",
+        ("local_riskstream_push_alerts", "core_message_send_instant_messages"),
+        True,
+    ),
+    ("gradebook grades", ("gradereport_user_get_grade_items",), False),
+    ("assignment deadlines", ("mod_assign_get_assignments",), False),
+)
+
+
+@dataclass
+class CheckReport:
+    sitename: str
+    release: str
+    version: str
+    username: str
+    rows: list[tuple[str, str, str, bool]] = field(default_factory=list)  # purpose, fn, state, req
+
+    @property
+    def ok(self) -> bool:
+        return all(state != "missing" or not req for _, _, state, req in self.rows)
+
+    @property
+    def missing_required(self) -> list[str]:
+        return [fn for _, fn, state, req in self.rows if state == "missing" and req]
+
+
+async def check_site(client: MoodleClient) -> CheckReport:
+    """Site name, release and which needed functions the token's service offers."""
+    info = await client.site_info()
+    available = client.known_functions or set()
+    report = CheckReport(
+        sitename=str(info.get("sitename", "")),
+        release=str(info.get("release", "")),
+        version=str(info.get("version", "")),
+        username=str(info.get("username", "")),
+    )
+    for purpose, names, required in NEEDED:
+        have = [n for n in names if n in available]
+        report.rows.append(
+            (
+                purpose,
+                have[0] if have else " or ".join(names),
+                "available" if have else "missing",
+                required,
+            )
+        )
+    return report
+
+
+@dataclass
+class ConnectorConfig:
+    """Plain values the CLI takes from Settings (library code never reads env)."""
+
+    moodle_url: str
+    moodle_token: str
+    site: str
+    kafka_bootstrap: str
+    redis_url: str
+    page_size: int = 1000
+    course_id: int = 0
+    idle_s: float = 2.0
+    timeout_s: float = 30.0
+    retries: int = 5
+    course_refresh_s: float = 3600.0
+    sink: bool = True
+    poll: bool = True
+    sink_group: str = "riskstream-sink"
+    sink_max_attempts: int = 5
+    enrich: bool = True
+    shutdown_grace_s: float = 10.0
+
+    def __repr__(self) -> str:
+        return f"ConnectorConfig(moodle_url={self.moodle_url!r}, site={self.site!r}, token=***)"
+
+
+async def _supervise(tasks: list[asyncio.Task[None]], stop: asyncio.Event, grace_s: float) -> None:
+    """Wait for stop or a failure; give tasks ``grace_s`` to finish their page, then cancel.
+
+    Cancelling mid-page is safe: the cursor only moves after the broker acknowledged.
+    """
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        failed = next((t for t in done if t is not stopper and t.exception() is not None), None)
+        stop.set()
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for t in pending:
+            log.warning("task did not stop in time, cancelling", task=t.get_name())
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if failed is None:
+            failed = next((t for t in tasks if not t.cancelled() and t.exception()), None)
+        if failed is not None:
+            exc = failed.exception()
+            assert exc is not None
+            raise exc
+    finally:
+        stopper.cancel()
+
+
+def producer_for(bootstrap: str) -> AIOKafkaProducer:
+    """acks=all; no idempotence (the embedded broker cannot); ids make replays harmless."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+        max_batch_size=1 << 20,
+        max_request_size=4 << 20,
+    )
+
+
+async def run_connector(cfg: ConnectorConfig, stop: asyncio.Event | None = None) -> dict[str, Any]:
+    """Run poller and sink until ``stop`` (or SIGTERM/SIGINT); fatal Moodle errors propagate."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    client = MoodleClient(
+        cfg.moodle_url, cfg.moodle_token, timeout_s=cfg.timeout_s, retry=RetryPolicy(cfg.retries)
+    )
+    redis = Redis.from_url(cfg.redis_url)
+    producer = producer_for(cfg.kafka_bootstrap)
+    try:
+        report = await check_site(client)
+        log.info("connected", site=cfg.site, sitename=report.sitename, release=report.release)
+        if cfg.poll and "local_riskstream_get_events" in report.missing_required:
+            from moodle_connector.errors import FunctionMissing
+
+            raise FunctionMissing(
+                "local_riskstream_get_events is not available to this token: install the "
+                "local_riskstream plugin and use a token of its 'local_riskstream' service",
+                function="local_riskstream_get_events",
+            )
+        await producer.start()
+        tasks: list[asyncio.Task[None]] = []
+        poller: Poller | None = None
+        sink: AlertSink | None = None
+        if cfg.poll:
+            poller = Poller(
+                client,
+                producer,
+                redis,
+                cfg.site,
+                page_size=cfg.page_size,
+                course_id=cfg.course_id,
+                idle_s=cfg.idle_s,
+                enricher=Enricher(client) if cfg.enrich else None,
+                courses=CourseSync(client, redis, cfg.site, cfg.course_refresh_s),
+            )
+            tasks.append(asyncio.create_task(poller.run(stop), name="poller"))
+        if cfg.sink:
+            sink = AlertSink(client, redis, producer, cfg.site, max_attempts=cfg.sink_max_attempts)
+            tasks.append(
+                asyncio.create_task(
+                    sink.run(cfg.kafka_bootstrap, stop, topic=TOPICS.alerts, group=cfg.sink_group),
+                    name="sink",
+                )
+            )
+        await _supervise(tasks, stop, cfg.shutdown_grace_s)
+        stats: dict[str, Any] = {}
+        if poller:
+            stats["poller"] = vars(poller.stats)
+        if sink:
+            stats["sink"] = vars(sink.stats)
+        log.info("connector stopped", **stats)
+        return stats
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        await redis.aclose()
+        await client.aclose()
+        for sig in installed:
+            loop.remove_signal_handler(sig)

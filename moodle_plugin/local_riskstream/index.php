@@ -1,0 +1,73 @@
+<?php
+// This file is part of the riskstream Moodle plugin.
+//
+// This program is free software: you can redistribute it and/or modify
+// it under the terms of the GNU General Public License as published by
+// the Free Software Foundation, either version 3 of the License, or
+// (at your option) any later version.
+
+
+/**
+ * Current risk alerts of one course: student, risk, level, when, and why in words.
+ *
+ * @package    local_riskstream
+ * @copyright  2026 riskstream
+ * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
+ */
+
+require_once(__DIR__ . '/../../config.php');
+
+$courseid = required_param('id', PARAM_INT);
+$course = get_course($courseid);
+require_login($course);
+$context = context_course::instance($course->id);
+require_capability('local/riskstream:viewalerts', $context);
+
+$PAGE->set_url(new moodle_url('/local/riskstream/index.php', ['id' => $course->id]));
+$PAGE->set_context($context);
+$PAGE->set_pagelayout('report');
+$PAGE->set_title(get_string('alertspage', 'local_riskstream'));
+$PAGE->set_heading(format_string($course->fullname, true, ['context' => $context]));
+
+$days = (int)get_config('local_riskstream', 'showdays') ?: 28;
+$since = time() - $days * DAYSECS;
+// Current = the latest alert per student within the window.
+$sql = "SELECT a.*
+          FROM {local_riskstream_alerts} a
+          JOIN (SELECT userid, MAX(id) AS maxid
+                  FROM {local_riskstream_alerts}
+                 WHERE courseid = :c1 AND timecreated >= :since
+              GROUP BY userid) latest ON latest.maxid = a.id
+         WHERE a.courseid = :c2
+      ORDER BY a.risk DESC";
+$alerts = $DB->get_records_sql($sql, ['c1' => $course->id, 'c2' => $course->id, 'since' => $since]);
+
+echo $OUTPUT->header();
+echo $OUTPUT->heading(get_string('alertspage', 'local_riskstream'));
+if (!$alerts) {
+    echo $OUTPUT->notification(get_string('noalerts', 'local_riskstream'), 'info');
+} else {
+    $userids = array_map(fn($a) => $a->userid, $alerts);
+    $users = $DB->get_records_list('user', 'id', $userids);
+    $table = new html_table();
+    $table->head = [
+        get_string('colstudent', 'local_riskstream'),
+        get_string('colrisk', 'local_riskstream'),
+        get_string('collevel', 'local_riskstream'),
+        get_string('colwhen', 'local_riskstream'),
+        get_string('colexplanation', 'local_riskstream'),
+    ];
+    foreach ($alerts as $a) {
+        $name = isset($users[$a->userid]) ? fullname($users[$a->userid]) : get_string('unknownuser', 'local_riskstream');
+        $profile = new moodle_url('/user/view.php', ['id' => $a->userid, 'course' => $course->id]);
+        $table->data[] = [
+            html_writer::link($profile, s($name)),
+            format_float($a->risk * 100, 0) . '%',
+            get_string('level_' . $a->level, 'local_riskstream'),
+            userdate($a->timecreated),
+            s($a->explanation),
+        ];
+    }
+    echo html_writer::table($table);
+}
+echo $OUTPUT->footer();

@@ -1,0 +1,52 @@
+"""Bearer API keys, kept as sha256 digests and compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def hash_key(key: str) -> str:
+    """The digest to put in ``RISKSTREAM_API_KEY_HASHES`` for a key handed to a client."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_key_hashes(raw: str) -> tuple[str, ...]:
+    """Split the setting; reject anything that is not a sha256 digest (a key pasted in clear)."""
+    out = []
+    for part in raw.replace("\n", ",").split(","):
+        h = part.strip().lower()
+        if not h:
+            continue
+        if not _HEX64.match(h):
+            raise ValueError(
+                "RISKSTREAM_API_KEY_HASHES must hold sha256 hex digests, not keys; "
+                "make one with: riskstream api hash-key"
+            )
+        out.append(h)
+    return tuple(out)
+
+
+class KeyChecker:
+    """Accepts a bearer token when its digest equals one of the configured digests."""
+
+    def __init__(self, digests: tuple[str, ...]) -> None:
+        self._digests = tuple(bytes.fromhex(d) for d in digests)
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def check(self, authorization: str | None) -> bool:
+        if not authorization or not self._digests:
+            return False
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        got = hashlib.sha256(token.strip().encode("utf-8")).digest()
+        ok = False
+        for d in self._digests:  # no early exit: time does not depend on which key matched
+            ok |= hmac.compare_digest(got, d)
+        return ok

@@ -1,0 +1,124 @@
+"""``riskstream connector check|run``: thin wrappers over ``moodle_connector.run``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from riskstream.logs import configure_logging
+from riskstream.settings import Settings, load_settings
+
+connector_app = typer.Typer(
+    help="Moodle connector: log events in, alerts out.", no_args_is_help=True
+)
+console = Console()
+
+
+def _settings() -> Settings:
+    s = load_settings()
+    configure_logging(s.log_level, s.log_json)
+    if not s.moodle_url or not s.moodle_token.get_secret_value():
+        console.print(
+            "[bold red]error:[/] set RISKSTREAM_MOODLE_URL and RISKSTREAM_MOODLE_TOKEN "
+            "(a token of the plugin's 'local_riskstream' service)"
+        )
+        raise typer.Exit(2)
+    return s
+
+
+@connector_app.command("check")
+def check() -> None:
+    """Site name, Moodle release, and which needed web-service functions are available."""
+    from moodle_connector.client import MoodleClient, RetryPolicy
+    from moodle_connector.errors import MoodleError
+    from moodle_connector.run import check_site
+
+    s = _settings()
+
+    async def go() -> object:
+        async with MoodleClient(
+            s.moodle_url,
+            s.moodle_token.get_secret_value(),
+            timeout_s=s.connector_timeout_s,
+            retry=RetryPolicy(attempts=min(3, s.connector_retries)),
+        ) as client:
+            return await check_site(client)
+
+    try:
+        report = asyncio.run(go())
+    except MoodleError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    from moodle_connector.run import CheckReport
+
+    assert isinstance(report, CheckReport)
+    console.print(f"site: [bold]{report.sitename}[/]  ({s.moodle_url}, site id {s.site_id})")
+    console.print(f"Moodle release: {report.release} (version {report.version})")
+    console.print(f"token user: {report.username}")
+    table = Table("needed for", "function", "state")
+    for purpose, fn, state, required in report.rows:
+        color = "green" if state == "available" else ("red" if required else "yellow")
+        table.add_row(purpose + ("" if required else " (optional)"), fn, f"[{color}]{state}[/]")
+    console.print(table)
+    if not report.ok:
+        console.print(
+            "[bold red]missing:[/] "
+            + ", ".join(report.missing_required)
+            + ". Install the local_riskstream plugin and use a token of its predefined service "
+            "(Site administration > Server > Web services > Manage tokens)."
+        )
+        raise typer.Exit(1)
+    console.print("[green]ready[/]")
+
+
+@connector_app.command("run")
+def run(
+    poll: bool = typer.Option(True, help="Poll the event log into the events topic"),
+    sink: bool = typer.Option(True, help="Push alerts from the alerts topic into Moodle"),
+) -> None:
+    """Run the poller and the alert sink until SIGTERM/Ctrl-C."""
+    from moodle_connector.errors import MoodleError
+    from moodle_connector.run import ConnectorConfig, run_connector
+
+    s = _settings()
+    cfg = ConnectorConfig(
+        moodle_url=s.moodle_url,
+        moodle_token=s.moodle_token.get_secret_value(),
+        site=s.site_id,
+        kafka_bootstrap=s.kafka_bootstrap,
+        redis_url=s.redis_url,
+        page_size=s.connector_page_size,
+        course_id=s.connector_course_id,
+        idle_s=s.connector_idle_s,
+        timeout_s=s.connector_timeout_s,
+        retries=s.connector_retries,
+        course_refresh_s=s.connector_course_refresh_s,
+        sink=sink,
+        poll=poll,
+        sink_group=s.connector_sink_group,
+        sink_max_attempts=s.connector_sink_max_attempts,
+    )
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    try:
+        stats = asyncio.run(run_connector(cfg))
+    except MoodleError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except KafkaError as exc:
+        console.print(
+            f"[bold red]error:[/] Kafka at {s.kafka_bootstrap} is not reachable ({exc}); "
+            "start it (riskstream stack up) or set RISKSTREAM_KAFKA_BOOTSTRAP"
+        )
+        raise typer.Exit(1) from None
+    except (RedisError, OSError) as exc:
+        console.print(
+            f"[bold red]error:[/] Redis at {s.redis_url} is not reachable ({exc}); "
+            "start it (riskstream stack up) or set RISKSTREAM_REDIS_URL"
+        )
+        raise typer.Exit(1) from None
+    console.print(f"connector stopped: {stats}")

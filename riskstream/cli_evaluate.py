@@ -1,0 +1,66 @@
+"""``riskstream evaluate``: the registry model against the baselines, as a written report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def evaluate(
+    version: str = typer.Option("current", "--version", help="Registry version or 'current'"),
+    out: Path = typer.Option(Path("reports"), "--out", help="Folder for report.json/.md/PNGs"),
+    target_precision: float = typer.Option(
+        0.8, min=0.05, max=0.99, help="Alert precision the recommended thresholds reach"
+    ),
+    cutoffs: str = typer.Option(
+        "14,28,56,84,112,140,168,196", help="Cut-off days D, comma separated"
+    ),
+    max_students: int = typer.Option(0, min=0, help="Sample this many enrolments (0 = all)"),
+    compare: list[str] = typer.Option([], "--compare", help="More registry versions to add"),
+    protected_version: str = typer.Option(
+        "", help="Registry version trained WITH protected attributes (fairness comparison)"
+    ),
+    examples: int = typer.Option(5, min=0, help="Explained example predictions in the report"),
+) -> None:
+    """Evaluate a model on the temporal validation presentation (2014B) vs LR and LightGBM."""
+    from riskstream.cli import _fail, _settings
+
+    s = _settings()
+    try:
+        days = tuple(sorted({int(d) for d in cutoffs.split(",") if d.strip()}))
+    except ValueError:
+        raise _fail(f"--cutoffs must be comma-separated day numbers, got {cutoffs!r}") from None
+    if not days or days[0] < 0:
+        raise _fail("--cutoffs needs at least one day >= 0")
+    from models.eval_pipeline import EvalConfig, run_evaluation
+    from models.registry import RegistryError
+
+    cfg = EvalConfig(
+        cutoffs=days,
+        target_precision=target_precision,
+        max_students=max_students or None,
+        device=s.device,
+        compare_versions=tuple(compare),
+        protected_version=protected_version or None,
+        explain_examples=examples,
+    )
+    try:
+        report = run_evaluation(
+            s.data_dir, s.model_registry, version, out, cfg, progress=console.log
+        )
+    except (RegistryError, FileNotFoundError, KeyError) as exc:
+        raise _fail(str(exc)) from None
+    from models.report import auc_table
+
+    console.print("\n".join(auc_table(report)))
+    th = report["recommended_thresholds"]
+    console.print(
+        f"recommended thresholds (high reaches precision {target_precision:.2f}): "
+        f"medium {th['medium']:.3f}, high {th['high']:.3f}, rearm {th['rearm']:.3f} "
+        f"-> {out / 'thresholds.json'}"
+    )
+    console.print(f"report: {out / 'report.md'}")
