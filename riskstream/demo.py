@@ -516,7 +516,9 @@ class Demo:
                         self.alerts.append(a)
                         if shown < self.cfg.show_alerts:
                             shown += 1
-                            progress.console.print(self._alert_line(a))
+                            progress.console.print(
+                                self._alert_line(a), no_wrap=True, overflow="ellipsis"
+                            )
                         elif shown == self.cfg.show_alerts:
                             shown += 1
                             progress.console.print(
