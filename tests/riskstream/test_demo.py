@@ -161,6 +161,16 @@ def _demo_env(tmp_path: Path, registry: Path) -> dict[str, str]:
     )
 
 
+def _servers_answer(env: dict[str, str]) -> bool:
+    """redis-server rewrites its environ (process title), so check the ports as well."""
+    from riskstream.stack import kafka_answers, redis_answers
+
+    host = "127.0.0.1"
+    return kafka_answers(host, int(env["RISKSTREAM_KAFKA_PORT"])) or redis_answers(
+        host, int(env["RISKSTREAM_REDIS_PORT"])
+    )
+
+
 def _leftovers(marker: str) -> list[int]:
     """Processes (of any parentage) whose environment carries this test's state dir."""
     needle = f"RISKSTREAM_STATE_DIR={marker}".encode()
@@ -216,6 +226,7 @@ def test_demo_short_run_end_to_end(tmp_path: Path) -> None:
     assert summary["precision"] == pytest.approx(len(alerted & bad) / len(alerted))
     assert wall < 170
     assert _leftovers(str(tmp_path / "state")) == []
+    assert not _servers_answer(env)
 
 
 @pytest.mark.slow
@@ -242,6 +253,7 @@ def test_demo_sigint_leaves_no_process_behind(tmp_path: Path) -> None:
                 break
         time.sleep(3.0)  # worker, tail and replay all running
         assert _leftovers(str(tmp_path / "state")), "demo children should be running now"
+        assert _servers_answer(env)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
@@ -251,3 +263,4 @@ def test_demo_sigint_leaves_no_process_behind(tmp_path: Path) -> None:
     assert proc.returncode == 130, text[-3000:]
     time.sleep(0.5)
     assert _leftovers(str(tmp_path / "state")) == [], text[-3000:]
+    assert not _servers_answer(env)
