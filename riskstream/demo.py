@@ -620,7 +620,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     t.add_row(
         "wall time", f"{summary.wall_s:.0f}s" + (" (interrupted)" if summary.interrupted else "")
     )
-    t.add_row("full report", f"{summary.report_dir}/summary.json, alerts.jsonl, worker.log")
+    t.add_row("full report", f"{summary.report_dir}/summary.json (.txt), alerts.jsonl, worker.log")
     console.print(t)
 
 
@@ -690,5 +690,7 @@ def demo_command(
     if summary is None:
         raise typer.Exit(130)
     print_summary(summary, console)
+    with open(Path(summary.report_dir) / "summary.txt", "w") as fh:
+        print_summary(summary, Console(file=fh, width=100, color_system=None))
     if summary.interrupted:
         raise typer.Exit(130)

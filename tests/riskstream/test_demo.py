@@ -207,6 +207,7 @@ def test_demo_short_run_end_to_end(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     summary = json.loads((report / "summary.json").read_text())
+    assert "precision" in (report / "summary.txt").read_text()
     assert summary["events_sent"] > 1000
     assert summary["events_processed"] == summary["events_sent"]
     assert summary["alerts"] > 0 and "full report" in out.stdout
