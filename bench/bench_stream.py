@@ -472,7 +472,7 @@ def main() -> None:
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--inference-only", action="store_true")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", type=Path, default=Path("bench/results_stream.json"))
+    ap.add_argument("--json", type=Path, default=REPO / "reports" / "bench_stream.json")
     args = ap.parse_args()
 
     if args.inference_only:
@@ -524,7 +524,14 @@ def main() -> None:
         "batch": args.batch,
         "hidden": args.hidden,
         "cpus": os.cpu_count(),
+        "when": datetime.now(UTC).isoformat(),
     }
+    try:
+        from bench._report import machine
+
+        results["machine"] = machine()
+    except ImportError:
+        pass
     try:
         if not args.latency_only:
             topic = f"bench.events.{uuid.uuid4().hex[:6]}"

@@ -168,6 +168,7 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
         RISKSTREAM_STREAM_BATCH_WITHIN="0.01",
         RISKSTREAM_DEVICE="cpu",
         RISKSTREAM_LOG_LEVEL="WARNING",
+        RISKSTREAM_STREAM_SWEEP="true",  # the real worker sweeps too (the reference does)
     )
     last = {u: max(e.event_id for e in evs if e.user_id == u) for u in range(N_USERS)}
 
