@@ -87,6 +87,16 @@ def quick_config(**overrides: Any) -> TrainConfig:
     return replace(base, **overrides)
 
 
+def auto_threads() -> int:
+    """One thread when the machine is busy: small LSTM kernels with OpenMP threads fighting
+    other processes for cores ran 3-4x slower than a single thread (measured here)."""
+    import os
+
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return 1 if load > cores * 0.5 else min(cores, 8)
+
+
 # -- data ------------------------------------------------------------------------------
 def _cache_key(cfg: TrainConfig, presentations: tuple[str, ...], max_students: int | None) -> str:
     raw = json.dumps(
@@ -396,8 +406,7 @@ def train(
     say = progress or (lambda _m, _i: None)
     t0 = time.monotonic()
     _seed_all(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or auto_threads())
     device = resolve_device(cfg.device)
     registry = Registry(registry_root)
     spec = cfg.spec

@@ -155,6 +155,7 @@ def test_ui_shows_a_live_alert_and_draws_the_trajectory(
             points = page.get_attribute("#traj path.line", "d") or ""
             assert points.count("L") == len(traj) - 1  # one vertex per course day
             assert page.inner_text("#seen").startswith("1 alert")
+            page.wait_for_function("Number(document.getElementById('apm').textContent) > 0")
             page.wait_for_timeout(300)
             page.screenshot(path=str(ARTIFACTS / "ui.png"), full_page=True)
         finally:
