@@ -11,7 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.lstm import ModelState, RiskHeads, RiskOutputs, outputs_from_logits
+from models.lstm import (
+    ModelState,
+    RiskHeads,
+    RiskOutputs,
+    aggregate_sequence,
+    aggregate_state,
+    aggregate_step,
+    n_aggregate_inputs,
+    outputs_from_logits,
+)
 
 
 class CnnLstmRisk(nn.Module):
@@ -25,16 +34,20 @@ class CnnLstmRisk(nn.Module):
         dropout: float = 0.5,
         channels: int = 32,
         kernel: int = 7,
+        aggregates: bool = False,
+        head_hidden: int = 0,
     ) -> None:
         super().__init__()
         if kernel < 1:
             raise ValueError("kernel must be >= 1")
         self.n_day, self.n_static, self.hidden, self.dropout = n_day, n_static, hidden, dropout
-        self.channels, self.kernel = channels, kernel
+        self.channels, self.kernel, self.aggregates = channels, kernel, aggregates
+        self.head_hidden = head_hidden
         self.conv = nn.Conv1d(n_day, channels, kernel)
         self.in_drop = nn.Dropout(min(dropout, 0.2))
-        self.lstm = nn.LSTM(channels + n_day + n_static, hidden, batch_first=True)
-        self.heads = RiskHeads(hidden, n_static, dropout)
+        n_x = n_aggregate_inputs(n_day) if aggregates else n_day
+        self.lstm = nn.LSTM(channels + n_x + n_static, hidden, batch_first=True)
+        self.heads = RiskHeads(hidden, n_static, dropout, head_hidden)
 
     def config(self) -> dict[str, object]:
         return {
@@ -44,13 +57,18 @@ class CnnLstmRisk(nn.Module):
             "dropout": self.dropout,
             "channels": self.channels,
             "kernel": self.kernel,
+            "aggregates": self.aggregates,
+            "head_hidden": self.head_hidden,
         }
 
     def init_state(self, static: Tensor) -> ModelState:
         b = static.shape[0]
         z = static.new_zeros(b, self.hidden)
         win = static.new_zeros(b, self.kernel - 1, self.n_day)
-        return {"h": z, "c": z.clone(), "static": static, "win": win}
+        state = {"h": z, "c": z.clone(), "static": static, "win": win}
+        if self.aggregates:
+            state.update(aggregate_state(static, self.n_day))
+        return state
 
     def _fuse(self, conv: Tensor, x: Tensor, static: Tensor) -> Tensor:
         """conv [B, T, C], x [B, T, n_day] -> LSTM input [B, T, C + n_day + n_static]."""
@@ -61,6 +79,8 @@ class CnnLstmRisk(nn.Module):
         """x [B, T, n_day] -> logits [B, T, 3]."""
         padded = F.pad(x.transpose(1, 2), (self.kernel - 1, 0))
         conv = self.conv(padded).transpose(1, 2)
+        if self.aggregates:
+            x = aggregate_sequence(x)
         out, _ = self.lstm(self._fuse(conv, x, static))
         return self.heads(out, static)
 
@@ -71,9 +91,12 @@ class CnnLstmRisk(nn.Module):
         static = state["static"]
         window = torch.cat([state["win"], x.unsqueeze(1)], dim=1)  # [B, k, n_day]
         conv = self.conv(window.transpose(1, 2)).transpose(1, 2)  # [B, 1, C]
+        new: ModelState = {}
+        if self.aggregates:
+            new, x = aggregate_step(state, x)
         inp = self._fuse(conv, x.unsqueeze(1), static)
         out, (h, c) = self.lstm(inp, (state["h"].unsqueeze(0), state["c"].unsqueeze(0)))
-        new = {"h": h.squeeze(0), "c": c.squeeze(0), "static": static, "win": window[:, 1:]}
+        new.update({"h": h.squeeze(0), "c": c.squeeze(0), "static": static, "win": window[:, 1:]})
         return new, self.heads(out[:, 0], static)
 
     def step(self, state: ModelState, x: Tensor) -> tuple[ModelState, RiskOutputs]:

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         "(Tansu s3:// storage on a local s3rver; overrides broker_storage)",
     )
     s3_port: int = Field(default=19094, ge=1, le=65535, description="s3rver port (durable mode)")
+    s3_gate_port: int = Field(
+        default=19095, ge=1, le=65535, description="Conditional-write gate before s3rver"
+    )
     s3rver_bin: str = Field(default="", description="Path to s3rver; default PATH or var/node")
     # Stream worker (stream_app): micro-batches, state window, metrics, reload, idle sweep.
     stream_batch_max: int = Field(default=1000, ge=1, description="Max events per micro-batch")

@@ -14,8 +14,10 @@ from models.lstm import LstmRisk
     [
         lambda: LstmRisk(n_day=6, n_static=3, hidden=16),
         lambda: CnnLstmRisk(n_day=6, n_static=3, hidden=16, channels=5, kernel=4),
+        lambda: LstmRisk(n_day=6, n_static=3, hidden=16, aggregates=True, head_hidden=8),
+        lambda: CnnLstmRisk(n_day=6, n_static=3, hidden=16, kernel=3, aggregates=True),
     ],
-    ids=["lstm", "cnn_lstm"],
+    ids=["lstm", "cnn_lstm", "lstm+agg", "cnn_lstm+agg"],
 )
 def test_step_equals_forward(make) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
