@@ -95,6 +95,7 @@ def test_invalid_token_then_outage_and_recovery_apply_every_event_once(
     fault_registry: Path,
     tmp_path: Path,
 ) -> None:
+    from moodle_connector.cursor import cursor_key
     from moodle_connector.normalize import should_drop
 
     st = fresh_stack
@@ -123,7 +124,7 @@ def test_invalid_token_then_outage_and_recovery_apply_every_event_once(
     assert bad.returncode == 1, out
     assert "token" in out.lower() and BAD_TOKEN not in out
     assert not asyncio.run(read_topic(st.bootstrap, TOPICS.events, idle_s=1.0))
-    assert not client.keys(f"*{SITE}*cursor*") and not client.keys("rs:st:*")
+    assert client.get(cursor_key(SITE)) is None and not client.keys("rs:st:*")
 
     # 2. the right token; once it polls, Moodle fails: 5xx, timeouts, resets, then recovers,
     # and more activity arrives meanwhile. (At start-up the connector checks the site once
