@@ -9,7 +9,7 @@ baselines from aggregates of the same day tensor up to D (plus the same static f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from contracts import StudentProfile
 from models.baselines import aggregate_features, make_baseline
 from models.dataset import DayTensors, build_day_tensors
 from models.evaluate import (
@@ -30,6 +31,7 @@ from models.features import Featurizer
 from models.oulad import Oulad
 from models.registry import LoadedModel, Registry, Thresholds
 from models.report import build_report, write_report
+from models.train import TrainConfig, load_tensors
 
 Progress = Callable[[str], None]
 
@@ -48,6 +50,7 @@ class EvalConfig:
     explain_examples: int = 5
     compare_versions: tuple[str, ...] = ()  # more registry versions side by side
     protected_version: str | None = None  # a registry model trained with protected attrs
+    cache_dir: Path | None = None  # share the trainer's cached day tensors
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,18 +63,28 @@ class _Split:
 
 
 def _split(
-    oulad: Oulad, featurizer: Featurizer, presentations: tuple[str, ...], cfg: EvalConfig
+    oulad: Oulad,
+    featurizer: Featurizer,
+    presentations: tuple[str, ...],
+    cfg: EvalConfig,
+    profiles: dict[tuple[int, int], StudentProfile],
 ) -> _Split:
     n_days = max(cfg.cutoffs) + 1
-    t = build_day_tensors(
-        oulad,
-        featurizer,
-        presentations=presentations,
-        n_days=n_days,
-        max_students=cfg.max_students,
-        seed=cfg.seed,
-    )
-    profiles = oulad.profiles()
+    if cfg.cache_dir is not None:
+        # the trainer's cached tensors (same key: spec, presentations, sample, seed)
+        tc = TrainConfig(spec=featurizer.spec, cache_dir=cfg.cache_dir, seed=cfg.seed)
+        t = load_tensors(oulad, tc, presentations, cfg.max_students)
+        if t.n_days > n_days:
+            t = replace(t, x=t.x[:, :n_days], active=t.active[:, :n_days])
+    else:
+        t = build_day_tensors(
+            oulad,
+            featurizer,
+            presentations=presentations,
+            n_days=n_days,
+            max_students=cfg.max_students,
+            seed=cfg.seed,
+        )
     rows = [profiles.get((int(c), int(u))) for c, u in zip(t.course_id, t.user_id, strict=True)]
     prot = Featurizer(featurizer.spec.with_protected()).static_matrix(rows)
     modules = {c.course_id: c.module for c in oulad.courses}
@@ -256,8 +269,9 @@ def run_evaluation(
     loaded = registry.load(None if version in (None, "current") else version, device=cfg.device)
     oulad = Oulad(data_dir)
     say(f"model {loaded.version} ({loaded.kind}); building day tensors")
-    train = _split(oulad, loaded.featurizer, cfg.train_presentations, cfg)
-    val = _split(oulad, loaded.featurizer, (cfg.validation,), cfg)
+    profiles = oulad.profiles()
+    train = _split(oulad, loaded.featurizer, cfg.train_presentations, cfg, profiles)
+    val = _split(oulad, loaded.featurizer, (cfg.validation,), cfg, profiles)
     say(f"train {len(train.tensors)} enrolments, validation {len(val.tensors)}")
 
     primary = loaded.kind

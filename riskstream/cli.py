@@ -49,6 +49,7 @@ def stack_from(s: Settings) -> Stack:
         redis_appendonly=s.redis_appendonly,
         durable=s.broker_durable,
         s3_port=s.s3_port,
+        s3_gate_port=s.s3_gate_port,
         s3rver_bin=s.s3rver_bin,
     )
 
@@ -60,7 +61,7 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
 
 def _print_status(st_dict: dict[str, object]) -> None:
     table = Table("service", "port", "pid", "running", "answering", "log")
-    for name in ("broker", "redis", "s3"):
+    for name in ("broker", "redis", "s3", "s3gate"):
         svc = st_dict.get(name)
         if svc is None:  # s3 only in durable mode
             continue

@@ -47,6 +47,7 @@ def evaluate(
         compare_versions=tuple(compare),
         protected_version=protected_version or None,
         explain_examples=examples,
+        cache_dir=s.cache_dir,
     )
     try:
         report = run_evaluation(

@@ -43,6 +43,8 @@ def _config(s: Settings, device: str) -> Any:
         metrics_port=s.stream_metrics_port,
         reload_every=s.stream_reload_every,
         session_timeout_ms=s.stream_session_timeout_ms,
+        sweep=s.stream_sweep,
+        sweep_lag_days=s.stream_sweep_lag_days,
     )
 
 

@@ -214,6 +214,8 @@ class Summary:
     replay_events_per_s: float
     alerts: int
     alerted_students: int
+    high_alerted_students: int
+    high_precision: float | None
     true_alerts: int
     precision: float | None
     recall: float | None
@@ -255,7 +257,11 @@ def score_alerts(
         end = float(wd) if wd is not None and not math.isnan(float(wd)) else lengths[key[0]]
         early.append(end - a.day)
     n = len(first)
+    high = {k for k, level in _max_levels(alerts).items() if level == "high"}
+    high_true = sum(1 for k in high if oc.get(k, (0, 0))[0] == 1)
     return {
+        "high_alerted_students": len(high),
+        "high_precision": high_true / len(high) if high else None,
         "students": len(oc),
         "at_risk_students": at_risk,
         "alerted_students": n,
@@ -266,6 +272,16 @@ def score_alerts(
         "median_days_early": statistics.median(early) if early else None,
         "alerted_before_outcome": sum(1 for d in early if d > 0),
     }
+
+
+def _max_levels(alerts: list[RiskAlert]) -> dict[tuple[int, int], str]:
+    """Highest level each student-course reached."""
+    out: dict[tuple[int, int], RiskAlert] = {}
+    for a in alerts:
+        k = (a.course_id, a.user_id)
+        if k not in out or a.level.rank > out[k].level.rank:
+            out[k] = a
+    return {k: a.level.value for k, a in out.items()}
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -500,7 +516,9 @@ class Demo:
                         self.alerts.append(a)
                         if shown < self.cfg.show_alerts:
                             shown += 1
-                            progress.console.print(self._alert_line(a))
+                            progress.console.print(
+                                self._alert_line(a), no_wrap=True, overflow="ellipsis"
+                            )
                         elif shown == self.cfg.show_alerts:
                             shown += 1
                             progress.console.print(
@@ -576,12 +594,19 @@ def print_summary(summary: Summary, console: Console) -> None:
         f"{summary.events_per_s:,.0f} events/s in the worker "
         f"(replay sent {summary.replay_events_per_s:,.0f}/s)",
     )
-    t.add_row("students", f"{summary.students} ({summary.at_risk_students} ended Fail/Withdrawn)")
+    t.add_row(
+        "students",
+        f"{summary.students} with activity ({summary.at_risk_students} ended Fail/Withdrawn)",
+    )
     t.add_row("alerts raised", f"{summary.alerts} for {summary.alerted_students} students")
     t.add_row(
         "precision",
         f"{summary.true_alerts} of {summary.alerted_students} alerted students really ended "
         f"Fail or Withdrawn = {pct(summary.precision)} (base rate {pct(summary.base_rate)})",
+    )
+    t.add_row(
+        "reaching high",
+        f"{summary.high_alerted_students} students, precision {pct(summary.high_precision)}",
     )
     t.add_row("recall", f"{pct(summary.recall)} of the students who failed or withdrew")
     early = summary.median_days_early
@@ -595,7 +620,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     t.add_row(
         "wall time", f"{summary.wall_s:.0f}s" + (" (interrupted)" if summary.interrupted else "")
     )
-    t.add_row("full report", f"{summary.report_dir}/summary.json, alerts.jsonl, worker.log")
+    t.add_row("full report", f"{summary.report_dir}/summary.json (.txt), alerts.jsonl, worker.log")
     console.print(t)
 
 
@@ -665,5 +690,7 @@ def demo_command(
     if summary is None:
         raise typer.Exit(130)
     print_summary(summary, console)
+    with open(Path(summary.report_dir) / "summary.txt", "w") as fh:
+        print_summary(summary, Console(file=fh, width=100, color_system=None))
     if summary.interrupted:
         raise typer.Exit(130)

@@ -58,8 +58,11 @@ class Settings(BaseSettings):
         "(Tansu s3:// storage on a local s3rver; overrides broker_storage)",
     )
     s3_port: int = Field(default=19094, ge=1, le=65535, description="s3rver port (durable mode)")
+    s3_gate_port: int = Field(
+        default=19095, ge=1, le=65535, description="Conditional-write gate before s3rver"
+    )
     s3rver_bin: str = Field(default="", description="Path to s3rver; default PATH or var/node")
-    # Stream worker (stream_app): micro-batches, state window, metrics, reload, alert sweep.
+    # Stream worker (stream_app): micro-batches, state window, metrics, reload, idle sweep.
     stream_batch_max: int = Field(default=1000, ge=1, description="Max events per micro-batch")
     stream_batch_within: float = Field(default=0.05, gt=0, description="Seconds to fill a batch")
     stream_window_days: int = Field(default=28, ge=1, le=366, description="Day vectors kept")
@@ -68,6 +71,8 @@ class Settings(BaseSettings):
     stream_group: str = Field(default="riskstream-worker", description="Consumer group id")
     stream_events_topic: str = Field(default="riskstream.events", description="Topic consumed")
     stream_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    stream_sweep: bool = Field(default=False, description="Advance idle students daily (opt-in)")
+    stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
     log_level: str = "INFO"
     log_json: bool = False
 

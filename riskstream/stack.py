@@ -16,6 +16,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,10 +185,11 @@ class StackStatus:
     bootstrap: str = ""
     redis_url: str = ""
     s3: ServiceStatus | None = None  # only in durable mode
+    s3gate: ServiceStatus | None = None
 
     @property
     def healthy(self) -> bool:
-        s3_ok = self.s3 is None or self.s3.answering
+        s3_ok = all(x is None or x.answering for x in (self.s3, self.s3gate))
         return self.broker.answering and self.redis.answering and s3_ok
 
     def as_dict(self) -> dict[str, object]:
@@ -212,28 +214,36 @@ class Stack:
     broker_env: dict[str, str] = field(default_factory=dict)
     durable: bool = False
     s3_port: int = 19094
+    s3_gate_port: int = 19095
     s3rver_bin: str = ""
 
     @property
     def services(self) -> tuple[str, ...]:
         """Start order: the S3 server must answer before the broker opens its storage."""
-        return ("s3", "broker", "redis") if self.durable else ("broker", "redis")
+        return ("s3", "s3gate", "broker", "redis") if self.durable else ("broker", "redis")
 
     @property
     def storage_url(self) -> str:
         return f"s3://{DURABLE_BUCKET}/" if self.durable else self.broker_storage
 
     def _port(self, name: str) -> int:
-        return {"s3": self.s3_port, "broker": self.kafka_port, "redis": self.redis_port}[name]
+        return {
+            "s3": self.s3_port,
+            "s3gate": self.s3_gate_port,
+            "broker": self.kafka_port,
+            "redis": self.redis_port,
+        }[name]
 
     def _command(self, name: str) -> list[str]:
         if name == "s3":
             return self.s3_command()
+        if name == "s3gate":
+            return self.s3gate_command()
         return self.broker_command() if name == "broker" else self.redis_command()
 
     def _answers(self, name: str) -> bool:
         port = self._port(name)
-        if name == "s3":
+        if name in ("s3", "s3gate"):
             return s3_answers(self.host, port)
         return (kafka_answers if name == "broker" else redis_answers)(self.host, port)
 
@@ -241,7 +251,7 @@ class Stack:
         """What Tansu's s3:// engine (object_store, from_env) reads to reach s3rver."""
         key, secret = S3RVER_CREDENTIALS
         return {
-            "AWS_ENDPOINT": f"http://{self.host}:{self.s3_port}",
+            "AWS_ENDPOINT": f"http://{self.host}:{self.s3_gate_port}",
             "AWS_ACCESS_KEY_ID": key,
             "AWS_SECRET_ACCESS_KEY": secret,
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -286,6 +296,18 @@ class Stack:
             url,
             "--storage-engine",
             self.storage_url,
+        ]
+
+    def s3gate_command(self) -> list[str]:
+        """Conditional PUTs for Tansu in front of s3rver (see riskstream/s3gate.py: without
+        it a restarted broker re-uses offsets and overwrites acknowledged records)."""
+        return [
+            sys.executable,
+            str(Path(__file__).with_name("s3gate.py")),  # stdlib only: no install needed
+            "--listen",
+            f"{self.host}:{self.s3_gate_port}",
+            "--target",
+            f"{self.host}:{self.s3_port}",
         ]
 
     def s3_command(self) -> list[str]:
@@ -347,6 +369,7 @@ class Stack:
             bootstrap=self.bootstrap,
             redis_url=self.redis_url,
             s3=one("s3") if self.durable else None,
+            s3gate=one("s3gate") if self.durable else None,
         )
 
     def up(self, timeout: float = 20.0) -> StackStatus:
@@ -360,14 +383,14 @@ class Stack:
             self._wait_port_free(name, self._port(name))
             pids[name] = self._spawn(name, cmds[name])
             self._write_pids(pids)
-            if name == "s3":  # the broker reads its storage at start: S3 must answer first
+            if name in ("s3", "s3gate"):  # the broker reads its storage at start
                 self._wait_answers(name, pids[name], timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = self.status()
             if st.healthy:
                 return st
-            for svc in (st.broker, st.redis, st.s3):
+            for svc in (st.broker, st.redis, st.s3, st.s3gate):
                 if svc is not None and svc.pid is not None and not svc.running:
                     raise StackError(
                         f"{svc.name} exited at start; see its log: {svc.log}\n"
@@ -399,6 +422,7 @@ class Stack:
                     "broker": "RISKSTREAM_KAFKA_PORT",
                     "redis": "RISKSTREAM_REDIS_PORT",
                     "s3": "RISKSTREAM_S3_PORT",
+                    "s3gate": "RISKSTREAM_S3_GATE_PORT",
                 }[name]
                 raise StackError(
                     f"port {port} on {self.host} is taken by another program, so the "
@@ -447,7 +471,7 @@ class Stack:
 
     def down(self, timeout: float = 10.0) -> None:
         # Broker first, so it does not write to an S3 server that is already gone.
-        for name in ("broker", "redis", "s3"):
+        for name in ("broker", "redis", "s3gate", "s3"):
             self.stop_service(name, timeout)
         with contextlib.suppress(OSError):
             self._pids.unlink()

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(redis-server php-cli docker-compose)
+DEB_PACKAGES=(redis-server php-cli docker-compose chromium wrk)  # chromium: /ui browser test; wrk: bench_api
 # node + npm run s3rver, the local S3 server behind the durable embedded broker.
 command -v npm >/dev/null 2>&1 || DEB_PACKAGES+=(nodejs npm)
 missing=()

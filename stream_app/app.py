@@ -58,6 +58,8 @@ def make_app(cfg: WorkerConfig) -> faust.App:
         proc = started.get("proc")
         if proc is None:
             proc = started["proc"] = await rt.start()
+        if cfg.sweep and not proc.sweep_partitions:
+            rt.set_partitions(app.consumer.topic_partitions(cfg.topic))
         rep = await proc.process(records)
         rt.log_batch(rep)
 

@@ -1,12 +1,13 @@
 """The batch logic, independent of Faust: records in, state + alerts + risk scores out.
 
-Per batch: decode (bad messages -> dead letters), one pipelined Redis read of every student's
-state, profile and course calendar, a plan in plain Python (dedupe by last applied id, fold
-events into open days, commit finished days and empty gap days), one batched model run off
-the event loop, the alert policy per event, then
+Per batch: decode (bad messages -> dead letters), one Redis round trip reading every
+student's state, profile and course calendar (a Lua script), a plan in plain Python (dedupe
+by last applied id, fold events into open days, commit finished days and empty gap days),
+one batched model run off the event loop, the alert policy per observation, then
 
 1. publish alerts, risk scores and dead letters and wait for the broker's acks, then
-2. write states, ranks and the ``rs:alerts`` stream in one MULTI/EXEC.
+2. write states, ranks and the ``rs:alerts`` stream in one atomic Lua script,
+3. optionally sweep idle students of courses whose clock advanced (``sweep``).
 
 That order loses nothing: if the worker dies between 1 and 2, the replay recomputes the same
 outputs (the state was not written, so the events are not skipped) and republishes them with
@@ -22,7 +23,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,6 +31,7 @@ import redis.exceptions
 import structlog
 import torch
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from contracts import (
     SCHEMA_VERSION,
@@ -39,7 +41,6 @@ from contracts import (
     CourseCalendar,
     LmsEvent,
     RiskAlert,
-    RiskLevel,
     StudentProfile,
     alert_id,
     decode,
@@ -56,6 +57,7 @@ from stream_app.state import (
     BatchWrite,
     StudentKey,
     StudentState,
+    decode_state,
     default_calendar,
     encode_state,
     ensure_calendars,
@@ -103,7 +105,8 @@ class ModelHandle:
         return cls(loaded, shapes, sizes, spec.hash()[:12], spec.n_day, spec.n_static)
 
 
-Explainer = Callable[[Any, np.ndarray, np.ndarray], list[Contribution]]
+# (loaded model, window [T, n_day], static [n_static]) -> (contributions, sentence)
+Explainer = Callable[[Any, np.ndarray, np.ndarray], tuple[list[Contribution], str]]
 
 
 @dataclass
@@ -127,9 +130,16 @@ class _Student:
     cal: CourseCalendar
     profile: bytes | None
     init: bool = False
+    prepared: bool = False
     rewarm: int = 0  # window rows replayed through a new model before the new commits
     commit_req: list[int] = field(default_factory=list)  # indices into commit requests
-    events: list[int] = field(default_factory=list)  # indices into applied events
+    # alert-policy observations in order: (_EVENT, applied index, day, event id) or
+    # (_COMMIT, seq index, day, last applied id) for a committed day without events
+    obs: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+_EVENT, _COMMIT = 0, 1
+_TICK = -1  # a sweep's stand-in for an event index: advance the student, fold nothing
 
 
 @dataclass
@@ -174,7 +184,12 @@ class Processor:
         metrics: Metrics | None = None,
         explainer: Explainer | None = None,
         clock: Callable[[], float] = time.time,
+        sweep_partitions: int = 0,
+        sweep_lag_days: int = 1,
+        sweep_chunk: int = 2000,
     ) -> None:
+        """``sweep_partitions``: partitions of the events topic (0 = no course-clock sweep);
+        the sweep advances idle students ``sweep_lag_days`` behind the partition's clock."""
         self.redis = redis_client
         self.publisher = publisher
         self.model = model
@@ -184,6 +199,13 @@ class Processor:
         self.metrics = metrics or Metrics()
         self.explainer = explainer
         self.clock = clock
+        self.sweep_partitions = sweep_partitions
+        self.sweep_lag_days = sweep_lag_days
+        self.sweep_chunk = sweep_chunk
+        self._clock: dict[tuple[str, int, int], int] = {}
+        self._clock_dirty: set[tuple[str, int, int]] = set()
+        self._swept: dict[tuple[str, int, int], int] = {}
+        self._partition_cache: dict[tuple[str, int], int] = {}
         self._cal_cache: dict[bytes, CourseCalendar] = {}
         self.metrics.model_version.labels(model.version).set(1)
 
@@ -219,8 +241,6 @@ class Processor:
     async def process(self, records: list[InRecord]) -> BatchReport:
         t0 = time.perf_counter()
         rep = BatchReport(records=len(records))
-        handle = self.model
-        fz = handle.featurizer
         out: list[OutRecord] = []
 
         events: list[tuple[InRecord, LmsEvent]] = []
@@ -257,7 +277,37 @@ class Processor:
             read.calendars.update(won)
         cals = {c: self._calendar(raw) for c, raw in read.calendars.items() if raw is not None}
 
-        # ---- plan (plain Python, per student in arrival order) ----
+        applied = await self._run(keys, by_key, events, read, cals, None, rep, out)
+        done = self.clock()
+        for ap in applied:
+            if ap.rec is not None and ap.rec.timestamp_ms:
+                self.metrics.event_to_output.observe(max(0.0, done - ap.rec.timestamp_ms / 1000))
+        self.metrics.events.labels("applied").inc(rep.applied)
+        self.metrics.events.labels("duplicate").inc(rep.duplicates)
+        self.metrics.events.labels("dead_letter").inc(rep.dead)
+        self.metrics.batch_size.observe(len(records))
+        if self.sweep_partitions:
+            await self._sweep_due(rep)
+        rep.total_s = time.perf_counter() - t0
+        self.metrics.batch_seconds.observe(rep.total_s)
+        return rep
+
+    async def _run(
+        self,
+        keys: list[StudentKey],
+        by_key: dict[StudentKey, list[int]],
+        events: list[tuple[InRecord, LmsEvent]],
+        read: BatchRead,
+        cals: dict[tuple[str, int], CourseCalendar],
+        tick_day: int | None,
+        rep: BatchReport,
+        out: list[OutRecord],
+    ) -> list[_Applied]:
+        """Plan, run the model, apply the alert policy, publish, write. ``by_key`` lists
+        event indices per student; ``_TICK`` instead (sweeps) advances the student to
+        ``tick_day`` without an event."""
+        handle = self.model
+        fz = handle.featurizer
         students: list[_Student] = []
         commit_acc: list[np.ndarray] = []
         commit_day: list[int] = []
@@ -271,55 +321,71 @@ class Processor:
             si = len(students)
             steps = 0
             for i in by_key[key]:
-                rec, ev = events[i]
-                if ev.event_id <= st.last_id:
-                    rep.duplicates += 1
-                    continue
-                try:
-                    day = int(fz.day_of(ev.time, s.cal))
-                except (ValueError, TypeError, KeyError) as exc:
-                    out.append(dead_letter(rec, "stream.featurize", exc))
-                    self.metrics.dead_letters.labels("stream.featurize").inc()
-                    continue
-                if day > s.cal.length_days + MAX_DAYS_PAST_END:
-                    reason = (
-                        f"event is on course day {day}, more than {MAX_DAYS_PAST_END} days after "
-                        f"the course end (length {s.cal.length_days}); publish the right "
-                        f"CourseCalendar to rs:cal:{key.site}:{key.course}"
-                    )
-                    out.append(dead_letter(rec, "stream.day", reason))
-                    self.metrics.dead_letters.labels("stream.day").inc()
-                    continue
-                if not s.events:  # first applied event: (re)initialise if needed
+                if i == _TICK:
+                    assert tick_day is not None
+                    if st.is_new or (st.day is not None and st.day >= tick_day):
+                        continue
+                    rec: InRecord | None = None
+                    ev: LmsEvent | None = None
+                    day = tick_day
+                else:
+                    rec, ev = events[i]
+                    if ev.event_id <= st.last_id:
+                        rep.duplicates += 1
+                        self._advance_clock(rec, ev, s.cal)
+                        continue
+                    try:
+                        day = int(fz.day_of(ev.time, s.cal))
+                    except (ValueError, TypeError, KeyError) as exc:
+                        out.append(dead_letter(rec, "stream.featurize", exc))
+                        self.metrics.dead_letters.labels("stream.featurize").inc()
+                        continue
+                    if day > s.cal.length_days + MAX_DAYS_PAST_END:
+                        reason = (
+                            f"event is on course day {day}, more than {MAX_DAYS_PAST_END} days "
+                            f"after the course end (length {s.cal.length_days}); publish the "
+                            f"right CourseCalendar to rs:cal:{key.site}:{key.course}"
+                        )
+                        out.append(dead_letter(rec, "stream.day", reason))
+                        self.metrics.dead_letters.labels("stream.day").inc()
+                        continue
+                if not s.prepared:  # first change this batch: (re)initialise if needed
                     steps = self._prepare(s, handle, day)
+                    s.prepared = True
                 assert st.day is not None and st.acc is not None
                 if day > st.day:
                     for d in range(st.day, day):
+                        acc = st.acc if d == st.day else fz.empty_accumulator()
+                        if not acc.any():  # a day without events: its end-of-day risk is
+                            s.obs.append((_COMMIT, steps + d - st.day, d, st.last_id))  # news
                         s.commit_req.append(len(commit_acc))
-                        commit_acc.append(st.acc if d == st.day else fz.empty_accumulator())
+                        commit_acc.append(acc)
                         commit_day.append(d)
                         commit_course.append((key.site, key.course))
                     steps += day - st.day
                     st.acc = fz.empty_accumulator()
                     st.day = day
-                elif day < st.day:
+                elif day < st.day and ev is not None:
                     rep.late += 1  # folded into the open day: committed days never change
+                if ev is None or rec is None:
+                    continue
                 try:
                     fz.fold(st.acc, ev)
                 except (ValueError, TypeError, KeyError) as exc:
                     out.append(dead_letter(rec, "stream.featurize", exc))
                     self.metrics.dead_letters.labels("stream.featurize").inc()
                     continue
-                s.events.append(len(applied))
+                s.obs.append((_EVENT, len(applied), st.day, ev.event_id))
                 applied.append(_Applied(rec, ev, si, steps, st.day))
                 ev_acc.append(st.acc.copy())
                 st.last_id = ev.event_id
+                self._advance_clock(rec, ev, s.cal, day)
             students.append(s)
-        rep.applied = len(applied)
-        rep.dead = sum(1 for o in out if o.topic == TOPICS.dead_letter)
-        rep.commits = len(commit_acc)
-        active = [s for s in students if s.events]
-        rep.students = len(active)
+        rep.applied += len(applied)
+        rep.dead += sum(1 for o in out if o.topic == TOPICS.dead_letter)
+        rep.commits += len(commit_acc)
+        active = [s for s in students if s.obs or s.commit_req]
+        rep.students += len(active)
 
         alerts: list[RiskAlert] = []
         write = BatchWrite()
@@ -334,44 +400,101 @@ class Processor:
                 cals,
                 n_day,
             )
-            plan, rows = self._plan(active, students, applied, commit_vec, ev_vec, handle)
+            plan, _rows = self._plan(active, students, applied, commit_vec, ev_vec, handle)
             ti = time.perf_counter()
             res: StepResult = await self.engine.run(handle.loaded.model, handle.loaded.device, plan)
-            rep.inference_s = time.perf_counter() - ti
-            self.metrics.inference_seconds.observe(rep.inference_s)
-            alerts = self._apply(active, rows, res, commit_vec, applied, handle, now, write, out)
+            rep.inference_s += time.perf_counter() - ti
+            self.metrics.inference_seconds.observe(time.perf_counter() - ti)
+            alerts = self._apply(active, res, commit_vec, applied, handle, now, write, out)
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, active, handle)
             for al in alerts:
                 payload = encode(al)
                 out.append(OutRecord(TOPICS.alerts, f"{al.site}:{al.user_id}".encode(), payload))
                 write.alerts.append(payload)
-        rep.alerts = alerts
+        rep.alerts += alerts
 
         if out:
             await self._retry("kafka.publish", lambda: self.publisher.publish(out))
         done = self.clock()
-        for a in applied:
-            if a.rec.timestamp_ms:
-                self.metrics.event_to_output.observe(max(0.0, done - a.rec.timestamp_ms / 1000))
         for al in alerts:
             self.metrics.event_to_alert.observe(max(0.0, done - al.event_time.timestamp()))
             self.metrics.alerts.labels(al.level.value).inc()
         if write.states:
             await self._retry("redis.write", lambda: write_batch(self.redis, write))
+        return applied
 
-        self.metrics.events.labels("applied").inc(rep.applied)
-        self.metrics.events.labels("duplicate").inc(rep.duplicates)
-        self.metrics.events.labels("dead_letter").inc(rep.dead)
-        self.metrics.batch_size.observe(len(records))
-        rep.total_s = time.perf_counter() - t0
-        self.metrics.batch_seconds.observe(rep.total_s)
-        return rep
+    # -- course clock sweep (disengaged students) -------------------------------------
+    def _advance_clock(
+        self, rec: InRecord, ev: LmsEvent, cal: CourseCalendar, day: int | None = None
+    ) -> None:
+        """Per (site, course, partition): the latest course day seen. Events of one
+        partition arrive in time order, so every day before it is over for that partition's
+        students, including the ones who did nothing."""
+        if not self.sweep_partitions:
+            return
+        if day is None:
+            try:
+                day = int(self.model.featurizer.day_of(ev.time, cal))
+            except (ValueError, TypeError, KeyError):
+                return
+        k = (ev.site, ev.course_id, rec.partition)
+        if day > self._clock.get(k, -1):
+            self._clock[k] = day
+            self._clock_dirty.add(k)
+
+    async def _sweep_due(self, rep: BatchReport) -> None:
+        due, self._clock_dirty = self._clock_dirty, set()
+        for site, course, partition in sorted(due):
+            target = self._clock[(site, course, partition)] - self.sweep_lag_days
+            if target > self._swept.get((site, course, partition), -1):
+                await self.sweep(site, course, partition, target, rep)
+                self._swept[(site, course, partition)] = target
+
+    async def sweep(
+        self, site: str, course: int, partition: int, day: int, rep: BatchReport | None = None
+    ) -> int:
+        """Advance every student of ``course`` on ``partition`` whose open day is before
+        ``day`` through the empty days up to it (their risk moves although they emit
+        nothing), in chunks, with the alert policy applied to each empty day's risk.
+        Idempotent: students already at ``day`` are skipped. Returns students advanced."""
+        rep = rep or BatchReport()
+        n_parts = self.sweep_partitions
+        assert n_parts
+        members = await self._retry(
+            "redis.sweep", lambda: self.redis.zrange(f"rs:rank:{site}:{course}", 0, -1)
+        )
+        mine = []
+        for m in members:
+            user = int(m)
+            part = self._partition_cache.get((site, user))
+            if part is None:
+                key_bytes = f"{site}:{user}".encode()
+                part = (murmur2(key_bytes) & 0x7FFFFFFF) % n_parts
+                if len(self._partition_cache) > 1_000_000:
+                    self._partition_cache.clear()
+                self._partition_cache[(site, user)] = part
+            if part == partition:
+                mine.append(StudentKey(site, course, user))
+        before = rep.students
+        for i in range(0, len(mine), self.sweep_chunk):
+            chunk = mine[i : i + self.sweep_chunk]
+            read = await self._retry(
+                "redis.read",
+                lambda c=chunk: read_batch(self.redis, c, [(site, course)]),  # type: ignore[misc]
+            )
+            raw = read.calendars.get((site, course))
+            if raw is None:
+                return 0
+            cals = {(site, course): self._calendar(raw)}
+            out: list[OutRecord] = []
+            await self._run(chunk, {key: [_TICK] for key in chunk}, [], read, cals, day, rep, out)
+        advanced = rep.students - before
+        self.metrics.swept.inc(advanced)
+        return advanced
 
     # -- helpers ------------------------------------------------------------------------
     def _decode(self, raw: dict[bytes, bytes], handle: ModelHandle) -> StudentState:
-        from stream_app.state import decode_state
-
         return decode_state(raw, handle.n_day)
 
     def _prepare(self, s: _Student, handle: ModelHandle, day: int) -> int:
@@ -474,7 +597,6 @@ class Processor:
     def _apply(
         self,
         active: list[_Student],
-        rows: dict[int, int],
         res: StepResult,
         commit_vec: np.ndarray,
         applied: list[_Applied],
@@ -494,23 +616,52 @@ class Processor:
             alert_before = st.alert
             for k in handle.shapes:
                 st.model_state[k] = res.states[k][r].reshape(-1).copy()
-            risks = res.seq_risk[r][s.rewarm :]
+            seq_risk = res.seq_risk[r]
+            risks = seq_risk[s.rewarm :]
             if len(risks):
                 st.traj = np.concatenate([st.traj, risks.astype(np.float16)])
             if s.commit_req:
                 assert st.win is not None
                 st.win = np.concatenate([st.win, commit_vec[s.commit_req]])[-self.window_days :]
-            last = applied[s.events[-1]]
-            for e in s.events:
-                a = applied[e]
-                risk = ev_risk[e]
-                dec = decide(st.alert, risk, a.day, a.day - st.d0 + 1, th)
+            last_day = st.day if st.day is not None else 0
+            # observations in order: each event's provisional risk, and the end-of-day risk
+            # of each day without events (the same sequence whether a sweep or the student's
+            # next event committed those days, so replays decide the same alerts)
+            for kind, idx, day, trigger in s.obs:
+                if kind == _EVENT:
+                    risk = ev_risk[idx]
+                    ev = applied[idx].ev
+                    when, level_tag = ev.time, ""
+                else:
+                    risk = float(min(max(seq_risk[idx], 0.0), 1.0))
+                    when = s.cal.start + timedelta(days=day)
+                    level_tag = f"@day{day}"
+                dec = decide(st.alert, risk, day, day - st.d0 + 1, th)
                 st.alert = dec.state
-                st.risk, st.level = risk, dec.level.value
+                st.risk, st.level, last_day = risk, dec.level.value, day
                 if dec.raise_level is not None:
+                    lvl = dec.raise_level
                     alerts.append(
-                        self._alert(
-                            s.key, a, risk, dec.raise_level, dec.threshold, handle.version, created
+                        RiskAlert(
+                            alert_id=alert_id(
+                                s.key.site,
+                                s.key.course,
+                                s.key.user,
+                                handle.version,
+                                max(trigger, 0),
+                                lvl.value + level_tag,
+                            ),
+                            site=s.key.site,
+                            user_id=s.key.user,
+                            course_id=s.key.course,
+                            risk=risk,
+                            level=lvl,
+                            threshold=dec.threshold,
+                            model_version=handle.version,
+                            day=day,
+                            trigger_event_id=max(trigger, 0),
+                            event_time=when,
+                            created_at=created,
                         )
                     )
             st.ver, st.spec, st.upd = handle.version, handle.spec_hash, now
@@ -519,7 +670,7 @@ class Processor:
             )
             write.ranks[s.key] = st.risk
             key = f"{s.key.site}:{s.key.course}:{s.key.user}".encode()
-            score = risk_score_json(st, s.key, last.day, version_json, created_json)
+            score = risk_score_json(st, s.key, last_day, version_json, created_json)
             out.append(OutRecord(TOPICS.risk_latest, key, score))
         return alerts
 
@@ -544,41 +695,15 @@ class Processor:
                 window = np.concatenate([win, open_vec]).astype(np.float32)
                 try:
                     with torch.inference_mode():
-                        contrib = explainer(
+                        contrib, text = explainer(
                             handle.loaded, window, np.asarray(fz.static_vector(prof), np.float32)
                         )
                 except Exception as exc:  # never lose an alert over its explanation
                     log.warning("explain.failed", error=str(exc), alert_id=al.alert_id)
-                    contrib = []
+                    contrib, text = [], ""
                 contrib = list(contrib)[:10]
-                text = "; ".join(c.text for c in contrib[:3])
                 done.append(al.model_copy(update={"contributions": contrib, "explanation": text}))
             return done
 
         result: list[RiskAlert] = await self.engine.call(work)
         return result
-
-    @staticmethod
-    def _alert(
-        key: StudentKey,
-        a: _Applied,
-        risk: float,
-        level: RiskLevel,
-        threshold: float,
-        version: str,
-        created: datetime,
-    ) -> RiskAlert:
-        return RiskAlert(
-            alert_id=alert_id(key.site, key.course, key.user, version, a.ev.event_id, level.value),
-            site=key.site,
-            user_id=key.user,
-            course_id=key.course,
-            risk=risk,
-            level=level,
-            threshold=threshold,
-            model_version=version,
-            day=a.day,
-            trigger_event_id=a.ev.event_id,
-            event_time=a.ev.time,
-            created_at=created,
-        )

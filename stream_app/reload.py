@@ -35,12 +35,13 @@ def find_explainer() -> Explainer | None:
     """models.explain.explain when the models package provides it, else None (alerts then
     carry no contributions; the stream never invents its own explanation)."""
     try:
-        from models.explain import explain
+        from models.explain import explain, sentence
     except ImportError:
         return None
 
-    def run(loaded: Any, window: Any, static: Any) -> Any:
-        return explain(loaded, window, static)
+    def run(loaded: Any, window: Any, static: Any) -> tuple[list[Any], str]:
+        contributions = explain(loaded, window, static)
+        return contributions, sentence(contributions)
 
     return run
 

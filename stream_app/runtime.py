@@ -43,6 +43,8 @@ class WorkerConfig:
     reload_every: float = 5.0
     session_timeout_ms: int = 10_000
     torch_threads: int = 1
+    sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
+    sweep_lag_days: int = 1
 
 
 class Runtime:
@@ -75,6 +77,7 @@ class Runtime:
             window_days=cfg.window_days,
             metrics=self.metrics,
             explainer=find_explainer(),
+            sweep_lag_days=cfg.sweep_lag_days,
         )
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
@@ -92,6 +95,11 @@ class Runtime:
         if self.redis is not None:
             await self.redis.aclose()
         self.engine.close()
+
+    def set_partitions(self, n: int | None) -> None:
+        """Sweeps need the events topic's partition count (to pick their own students)."""
+        if self.cfg.sweep and self.processor is not None and n:
+            self.processor.sweep_partitions = n
 
     def observe_lag(self, partition: int, highwater: int | None, next_offset: int) -> None:
         if highwater is not None:
@@ -144,6 +152,7 @@ async def run_aiokafka(cfg: WorkerConfig, stop: asyncio.Event | None = None) -> 
                 for msgs in got.values()
                 for m in msgs
             ]
+            rt.set_partitions(len(consumer.partitions_for_topic(cfg.topic) or ()))
             rep = await proc.process(records)
             rt.log_batch(rep)
             await consumer.commit()

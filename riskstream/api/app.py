@@ -3,38 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
-from fastapi.security import HTTPBearer
 from prometheus_client import generate_latest
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import TOPICS
 from riskstream.api import schemas
-from riskstream.api.auth import KeyChecker
+from riskstream.api.auth import BearerGuard, KeyChecker
 from riskstream.api.catalog import Catalog, ModelRegistry
+from riskstream.api.fastpath import RiskFastPath
 from riskstream.api.hub import AlertHub
 from riskstream.api.metrics import ApiMetrics, MetricsMiddleware
 from riskstream.api.probe import LagProbe
 from riskstream.api.pseudonym import Pseudonymiser
 from riskstream.api.reader import StateReader, StudentState
+from stream_app.state import connect as connect_redis
 
 LEVELS = ("low", "medium", "high")
 TREND_DAYS = 7
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$")  # a Redis stream id (64-bit parts)
+# at-risk cursor: the last row's score as an exact hex float, then its user id
+RANK_CURSOR = r"^0x[01]\.[0-9a-f]{1,13}p[+-]\d{1,4}:\d{1,18}$"
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,10 @@ class ApiConfig:
     pseudonym_key: bytes | None = None
     registry: ModelRegistry | None = None
     kafka_bootstrap: str | None = None
-    stream_group: str = "riskstream"
+    stream_group: str = "riskstream-worker"
     events_topic: str = TOPICS.events
     lag_period_s: float = 5.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    fast_path: bool = True  # serve the risk route as plain ASGI (tests compare both ways)
 
 
 class FastJSON(Response):
@@ -64,8 +65,9 @@ class FastJSON(Response):
 
 def _problem(status: int, loc: str, msg: str) -> HTTPException:
     """A 422 shaped like FastAPI's own, naming the field."""
-    where = ["query", loc] if loc != "user" else ["path", loc]
-    return HTTPException(status, detail=[{"loc": where, "msg": msg, "type": "value_error"}])
+    return HTTPException(
+        status, detail=[{"loc": ["query", loc], "msg": msg, "type": "value_error"}]
+    )
 
 
 def _iso(epoch: float) -> str | None:
@@ -82,13 +84,11 @@ def trend_of(traj: list[float | None], days: int = TREND_DAYS) -> dict[str, Any]
     a, b = traj[first], traj[last]
     assert a is not None and b is not None
     change = round(b - a, 4)
-    direction = (
-        "steady"
-        if last == first
-        else "rising"
-        if change > 0.05
-        else ("falling" if change < -0.05 else "steady")
-    )
+    direction = "steady"  # moves under 5 points are noise, not a trend
+    if last > first and change > 0.05:
+        direction = "rising"
+    elif last > first and change < -0.05:
+        direction = "falling"
     return {
         "days": last - first,
         "change": change if last > first else None,
@@ -97,15 +97,28 @@ def trend_of(traj: list[float | None], days: int = TREND_DAYS) -> dict[str, Any]
     }
 
 
-def _cursor_encode(obj: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode()
+_DATETIME = TypeAdapter(datetime)
 
 
-def _cursor_decode(raw: str) -> Any:
+def _parse_time(raw: str) -> datetime:
+    """An RFC 3339 date-time; a bare number is refused (the schema says date-time)."""
     try:
-        return json.loads(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _problem(422, "cursor", "not a cursor from a previous page") from None
+        if re.fullmatch(r"\s*[+-]?\d+(\.\d*)?\s*", raw):
+            raise ValueError(raw)
+        when = _DATETIME.validate_python(raw)
+    except (ValueError, ValidationError):
+        raise _problem(422, "since", "must be a date-time like 2026-03-01T12:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _rank_cursor(raw: str) -> tuple[float, int]:
+    """(score, user) of the last row of the previous page (keyset paging)."""
+    score_s, _, user_s = raw.partition(":")
+    try:
+        score = float.fromhex(score_s)
+    except OverflowError:
+        score = math.inf
+    return score, int(user_s)
 
 
 class Api:
@@ -117,7 +130,8 @@ class Api:
         self.pseudo = Pseudonymiser(cfg.pseudonym_key)
         self.catalog = Catalog(cfg.registry)
         self.metrics = ApiMetrics()
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(cfg.redis_url)
+        # the worker's client: hiredis packs commands in C (~30 us a request saved)
+        self.redis: aioredis.Redis = connect_redis(cfg.redis_url)
         self.hub_redis: aioredis.Redis = aioredis.Redis.from_url(cfg.redis_url)
         self.reader = StateReader(self.redis, cfg.site)
         self.hub = AlertHub(self.hub_redis)
@@ -177,13 +191,12 @@ class Api:
     async def resolve_user(self, course: int, user: str) -> int:
         if user.isdigit() and len(user) <= 18:
             return int(user)
-        if self.pseudo.enabled and self.pseudo.looks_like(user):
-            found = self.pseudo.resolve(user, await self.reader.course_members(course))
-            if found is None:
-                raise HTTPException(404, f"no student {user} in course {course}")
-            return found
-        hint = "a Moodle user id" + (" or a pseudonym" if self.pseudo.enabled else "")
-        raise _problem(422, "user", f"must be {hint}")
+        if not self.pseudo.enabled:
+            raise HTTPException(404, f"no student {user}: this API does not use pseudonyms")
+        found = self.pseudo.resolve(user, await self.reader.course_members(course))
+        if found is None:
+            raise HTTPException(404, f"no student {user} in course {course}")
+        return found
 
 
 def _contributions(raw: Any) -> list[dict[str, Any]]:
@@ -237,32 +250,33 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             "Every /v1 route needs `Authorization: Bearer <key>`."
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc load from a CDN; the spec itself is served at /openapi.json
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = api
-    app.add_middleware(MetricsMiddleware, metrics=api.metrics)
-    bearer = HTTPBearer(auto_error=False, description="An API key issued by the operator")
+    if cfg.fast_path:
+        app.add_middleware(RiskFastPath, api=api)  # innermost: behind the key check
+    app.add_middleware(BearerGuard, checker=api.keys)  # every /v1/ path needs a key
+    app.add_middleware(MetricsMiddleware, metrics=api.metrics)  # outermost: counts the 401s
 
-    async def authorised(request: Request, _doc: Any = Depends(bearer)) -> None:
-        if not api.keys.check(request.headers.get("authorization")):
-            raise HTTPException(
-                401,
-                "a valid API key is required: send 'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    v1 = [Depends(authorised)]
+    secured: dict[str, Any] = {"security": [{"bearer": []}]}
 
     @app.get(
         "/v1/courses/{course}/students/{user}/risk",
         response_model=schemas.RiskOut,
         responses={**AUTH_RESPONSES, **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def student_risk(
         course: CourseId,
         user: Annotated[
-            str, Path(min_length=1, max_length=64, description="User id or its pseudonym")
+            str,
+            Path(
+                pattern=r"^(\d{1,18}|p[0-9a-f]{20})$",
+                description="Moodle user id, or its pseudonym when pseudonyms are enabled",
+            ),
         ],
     ) -> Response:
         """Current risk, level, recent trend, model version and the latest alert's explanation."""
@@ -278,31 +292,24 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/courses/{course}/at-risk",
         response_model=schemas.AtRiskPage,
         responses={**AUTH_RESPONSES, **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def at_risk(
         course: CourseId,
         min_level: Annotated[schemas.Level, Query(description="Lowest level listed")] = "medium",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=RANK_CURSOR, description="`next_cursor` of the previous page"),
+        ] = None,
     ) -> Response:
         """The course's students ranked by risk, highest first, paged with a cursor."""
         if not await api.reader.course_known(course):
             raise HTTPException(404, f"unknown course {course}")
         th = api.catalog.thresholds()
         min_risk = 0.0 if min_level == "low" else th[min_level]
-        after = None
-        if cursor:
-            c = _cursor_decode(cursor)
-            if not (
-                isinstance(c, list)
-                and len(c) == 2
-                and isinstance(c[0], int | float)
-                and isinstance(c[1], int)
-            ):
-                raise _problem(422, "cursor", "not a cursor from a previous page")
-            after = (float(c[0]), int(c[1]))
+        after = _rank_cursor(cursor) if cursor else None
         rows = await api.reader.ranking(course, min_risk, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -316,7 +323,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             }
             for r, (lv, upd) in zip(rows, levels, strict=True)
         ]
-        nxt = _cursor_encode([rows[-1].risk, rows[-1].user]) if more else None
+        nxt = f"{rows[-1].risk.hex()}:{rows[-1].user}" if more else None
         return FastJSON(
             {
                 "course": course,
@@ -331,7 +338,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/courses",
         response_model=schemas.CoursesOut,
         responses={401: AUTH_RESPONSES[401]},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def courses() -> Response:
@@ -351,7 +358,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/courses/{course}/distribution",
         response_model=schemas.DistributionOut,
         responses={**AUTH_RESPONSES, **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["risk"],
     )
     async def distribution(
@@ -374,31 +381,36 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/alerts",
         response_model=schemas.AlertPage,
         responses=AUTH_RESPONSES,
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["alerts"],
     )
     async def alerts(
         course: Annotated[int | None, Query(ge=0, le=2**53)] = None,
         since: Annotated[
-            datetime | None, Query(description="Only alerts raised after this")
+            str | None,
+            Query(
+                description="Only alerts raised at or after this time (RFC 3339)",
+                json_schema_extra={"format": "date-time"},
+                max_length=64,
+            ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=_STREAM_ID.pattern, description="`next_cursor` of the previous page"),
+        ] = None,
     ) -> Response:
         """Recent alerts, newest first, from the ``rs:alerts`` stream (last ~10,000)."""
         newest = "+"
         if cursor:
-            if not _STREAM_ID.match(cursor):
-                raise _problem(422, "cursor", "not a cursor from a previous page")
+            if cursor.replace("0", "") == "-":  # nothing is older than 0-0
+                return FastJSON({"items": [], "next_cursor": None})
             newest = "(" + cursor
         oldest = "-"
         if since is not None:
-            if since.tzinfo is None:
-                since = since.replace(tzinfo=UTC)
-            ms = int(since.timestamp() * 1000)
-            if ms < 0 or ms > 2**63 // 2:
-                raise _problem(422, "since", "out of range")
-            oldest = f"{ms}-0"
+            when = _parse_time(since)
+            ms = int(when.timestamp() * 1000)
+            oldest = f"{ms}-0" if ms > 0 else "-"
         items: list[dict[str, Any]] = []
         scanned, nxt = 0, None
         while True:
@@ -428,7 +440,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             **AUTH_RESPONSES,
         },
         response_class=StreamingResponse,
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["alerts"],
     )
     async def alerts_live(
@@ -470,7 +482,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/models",
         response_model=schemas.ModelsOut,
         responses={401: AUTH_RESPONSES[401]},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["models"],
     )
     async def models() -> Response:
@@ -482,7 +494,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/models/current",
         response_model=schemas.ModelOut,
         responses={401: AUTH_RESPONSES[401], **NOT_FOUND},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["models"],
     )
     async def model_current() -> Response:
@@ -496,7 +508,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         "/v1/stats",
         response_model=schemas.StatsOut,
         responses={401: AUTH_RESPONSES[401]},
-        dependencies=v1,
+        openapi_extra=secured,
         tags=["operations"],
     )
     async def stats() -> Response:
@@ -550,6 +562,28 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         return Response(
             generate_latest(api.metrics.registry), media_type="text/plain; version=0.0.4"
         )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key issued by the operator",
+                }
+            }
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     ui_html = resources.files("riskstream.api").joinpath("static/ui.html").read_text("utf-8")
 

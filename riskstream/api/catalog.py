@@ -6,6 +6,7 @@ comes from ``models.registry.Registry``; anything with the same two methods will
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,8 +44,10 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 class Catalog:
     """Normalises registry entries into {version, current, metrics, thresholds, details}."""
 
-    def __init__(self, registry: ModelRegistry | None) -> None:
+    def __init__(self, registry: ModelRegistry | None, ttl_s: float = 5.0) -> None:
         self.registry = registry
+        self.ttl_s = ttl_s
+        self._cached: tuple[float, list[dict[str, Any]]] | None = None
 
     def current(self) -> str | None:
         if self.registry is None:
@@ -55,6 +58,16 @@ class Catalog:
             return None
 
     def entries(self) -> list[dict[str, Any]]:
+        """The registry's versions, re-read at most every ``ttl_s`` (it lives on disk and
+        changes only when a model is published)."""
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < self.ttl_s:
+            return self._cached[1]
+        out = self._read()
+        self._cached = (now, out)
+        return out
+
+    def _read(self) -> list[dict[str, Any]]:
         if self.registry is None:
             return []
         try:

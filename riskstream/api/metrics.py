@@ -64,6 +64,8 @@ class MetricsMiddleware:
 
 
 def _route(scope: Scope) -> str:
+    if "route_label" in scope:
+        return str(scope["route_label"])
     route = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"

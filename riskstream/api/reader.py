@@ -57,8 +57,11 @@ def decode_trajectory(raw: bytes | None) -> list[float | None]:
     if not raw:
         return []
     usable = len(raw) - len(raw) % 2
-    values = np.frombuffer(raw[:usable], dtype=np.float16).astype(np.float64)
-    return [None if not math.isfinite(v) else round(float(v), 4) for v in values]
+    values = np.round(np.frombuffer(raw[:usable], dtype=np.float16).astype(np.float64), 4)
+    out: list[float | None] = values.tolist()
+    if not np.isfinite(values).all():
+        out = [v if math.isfinite(v) else None for v in values.tolist()]
+    return out
 
 
 def decode_state(course: int, user: int, values: list[bytes | None]) -> StudentState | None:
@@ -105,12 +108,13 @@ class StateReader:
         return sorted(int(c) for c in raw if c.decode().isdigit())
 
     async def student(self, course: int, user: int) -> tuple[bool, StudentState | None]:
-        """(course known, state or None) in one pipelined round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.sismember(keys.courses_key(self.site), str(course))
-        pipe.hmget(keys.state_key(self.site, course, user), STATE_FIELDS)
-        known, values = await pipe.execute()
-        return bool(known), decode_state(course, user, values)
+        """(course known, state or None): one round trip when the student exists (the hot
+        path); a second only to tell an unknown course from an unknown student."""
+        values = await self.r.hmget(keys.state_key(self.site, course, user), STATE_FIELDS)
+        st = decode_state(course, user, values)
+        if st is not None:
+            return True, st
+        return await self.course_known(course), None
 
     async def course_known(self, course: int) -> bool:
         return bool(await self.r.sismember(keys.courses_key(self.site), str(course)))

@@ -56,6 +56,7 @@ class Replay:
     events: list[LmsEvent]
     junk: list[bytes]
     records: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) as sent
+    site: str = SITE
 
     @property
     def last_ids(self) -> dict[tuple[int, int], int]:
@@ -230,17 +231,17 @@ class Worker:
         self.starts += 1
         log = self.log_dir / f"worker-{self.starts}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = subprocess_env(
-            RISKSTREAM_KAFKA_BOOTSTRAP=self.stack.bootstrap,
-            RISKSTREAM_REDIS_URL=self.stack.redis_url,
-            RISKSTREAM_MODEL_REGISTRY=str(self.registry),
-            RISKSTREAM_DEVICE="cpu",
-            RISKSTREAM_STREAM_SESSION_TIMEOUT_MS=str(SESSION_MS),
-            RISKSTREAM_STREAM_BATCH_MAX="200",
-            RISKSTREAM_STREAM_METRICS_PORT="0",
-            RISKSTREAM_LOG_LEVEL="INFO",
-            **self.env,
-        )
+        settings = {
+            "RISKSTREAM_KAFKA_BOOTSTRAP": self.stack.bootstrap,
+            "RISKSTREAM_REDIS_URL": self.stack.redis_url,
+            "RISKSTREAM_MODEL_REGISTRY": str(self.registry),
+            "RISKSTREAM_DEVICE": "cpu",
+            "RISKSTREAM_STREAM_SESSION_TIMEOUT_MS": str(SESSION_MS),
+            "RISKSTREAM_STREAM_BATCH_MAX": "200",
+            "RISKSTREAM_STREAM_METRICS_PORT": "0",
+            "RISKSTREAM_LOG_LEVEL": "INFO",
+        }
+        env = subprocess_env(**(settings | self.env))
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
@@ -303,7 +304,7 @@ def applied_everything(client: redis.Redis, replay: Replay) -> bool:
     pipe = client.pipeline(transaction=False)
     want = replay.last_ids
     for course, user in want:
-        pipe.hget(f"rs:st:{SITE}:{course}:{user}", "last_id")
+        pipe.hget(f"rs:st:{replay.site}:{course}:{user}", "last_id")
     got = pipe.execute()
     return all(g is not None and int(g) == v for g, v in zip(got, want.values(), strict=True))
 
@@ -358,7 +359,13 @@ class Outcome:
     dead_reasons_ok: bool
 
 
-async def reference(redis_url: str, registry: Path, replay: Replay, batch: int = 200) -> Outcome:
+async def reference(
+    redis_url: str,
+    registry: Path,
+    replay: Replay,
+    batch: int = 200,
+    setup: Callable[[redis.Redis], None] = put_calendars,
+) -> Outcome:
     """The uninterrupted run: the same records through the worker's batch logic, in process."""
     from stream_app.processor import Processor
     from stream_app.records import InRecord, OutRecord
@@ -373,7 +380,7 @@ async def reference(redis_url: str, registry: Path, replay: Replay, batch: int =
 
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
-    put_calendars(client)
+    setup(client)
     r = aredis.Redis.from_url(redis_url)
     pub = Keep()
     try:
@@ -388,7 +395,7 @@ async def reference(redis_url: str, registry: Path, replay: Replay, batch: int =
     alerts = {decode(RiskAlert, o.value).alert_id for o in pub.out if o.topic == TOPICS.alerts}
     dead = [decode(DeadLetter, o.value) for o in pub.out if o.topic == TOPICS.dead_letter]
     outcome = Outcome(
-        snapshot(client),
+        snapshot(client, replay.site),
         alerts,
         alert_ids_in_stream(client),
         {d.raw_bytes() for d in dead},
@@ -398,14 +405,16 @@ async def reference(redis_url: str, registry: Path, replay: Replay, batch: int =
     return outcome
 
 
-async def outcome_of(stack: Stack) -> Outcome:
+async def outcome_of(stack: Stack, site: str = SITE) -> Outcome:
     """What the worker left: Redis state, the alerts topic, the dead-letter topic."""
-    alerts = {decode(RiskAlert, v).alert_id for v in await read_topic(stack.bootstrap, TOPICS.alerts)}
+    alerts = {
+        decode(RiskAlert, v).alert_id for v in await read_topic(stack.bootstrap, TOPICS.alerts)
+    }
     dead = [decode(DeadLetter, v) for v in await read_topic(stack.bootstrap, TOPICS.dead_letter)]
     client = redis.Redis.from_url(stack.redis_url)
     try:
         return Outcome(
-            snapshot(client),
+            snapshot(client, site),
             alerts,
             alert_ids_in_stream(client),
             {d.raw_bytes() for d in dead},
@@ -413,6 +422,21 @@ async def outcome_of(stack: Stack) -> Outcome:
         )
     finally:
         client.close()
+
+
+def finish(stack: Stack, replay: Replay, worker: Worker, timeout: float = 60.0) -> Outcome:
+    """Wait until every student's last applied id is the last one sent, and every malformed
+    record was dead-lettered (they may sit in a later batch than the last good event)."""
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        wait_until(lambda: applied_everything(client, replay), timeout, "every event", worker)
+    finally:
+        client.close()
+    deadline = time.monotonic() + 20
+    while True:
+        got = asyncio.run(outcome_of(stack, replay.site))
+        if got.dead_payloads >= set(replay.junk) or time.monotonic() > deadline:
+            return got
 
 
 def assert_exactly_once(got: Outcome, ref: Outcome, replay: Replay) -> None:

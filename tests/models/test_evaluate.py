@@ -99,3 +99,27 @@ def test_evaluate_models_side_by_side_is_json_clean() -> None:
     assert out["good"]["14"]["fairness"]["gender"]["F"]["n"] == 100
     m = binary_metrics(np.ones(4), np.full(4, 0.5), 0.5)
     assert jsonable(m)["roc_auc"] is None
+
+
+def test_recommended_thresholds_reach_their_precisions_pooled_over_cutoffs() -> None:
+    from models.eval_pipeline import recommend_thresholds
+    from models.registry import Thresholds
+
+    mod = np.array(["AAA"] * 5)
+    # pooled by risk: .95 .9 .85 .8 (all 1), .6 (0), .5 (1), .4 .3 .2 .1 (all 0)
+    preds = {
+        14: CutoffPredictions(np.array([1, 1, 0, 0, 0]), np.array([0.95, 0.9, 0.6, 0.2, 0.1]), mod),
+        28: CutoffPredictions(np.array([1, 1, 1, 0, 0]), np.array([0.85, 0.8, 0.5, 0.4, 0.3]), mod),
+    }
+    th, info = recommend_thresholds(preds, 0.8, Thresholds(min_days=3, cooldown_days=5))
+    # high: lowest threshold with precision >= 0.8 -> 0.5 (5 of 6 flagged are positive)
+    assert th.high == pytest.approx(0.5)
+    # medium: precision >= 0.65 -> 0.4 (5/7 = 0.71; 0.3 gives 5/8 = 0.625)
+    assert th.medium == pytest.approx(0.4)
+    assert th.rearm == pytest.approx(0.3)
+    assert (th.min_days, th.cooldown_days) == (3, 5)
+    assert info["per_cutoff_high"]["14"] == pytest.approx(0.9)
+    unreachable = {14: CutoffPredictions(np.array([0, 1]), np.array([0.9, 0.1]), mod[:2])}
+    th2, info2 = recommend_thresholds(unreachable, 0.8, Thresholds())
+    assert (th2.high, th2.medium) == (Thresholds().high, Thresholds().medium)
+    assert info2["reached"] == {"high": False, "medium": False}

@@ -20,6 +20,7 @@ def test_evaluate_writes_report_on_an_oulad_sample(
     version = tiny_model(reg, hidden=8)
     monkeypatch.setenv("RISKSTREAM_MODEL_REGISTRY", str(reg))
     monkeypatch.setenv("RISKSTREAM_DATA_DIR", str(OULAD_DIR))
+    monkeypatch.setenv("RISKSTREAM_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "reports"
     res = CliRunner().invoke(
         app,
@@ -56,6 +57,7 @@ def test_evaluate_writes_report_on_an_oulad_sample(
     md = (out / "report.md").read_text()
     assert "| D | n | lstm | logreg | lightgbm | lightgbm+protected | lstm - lightgbm |" in md
     assert (out / "auc_by_cutoff.png").stat().st_size > 1000
+    assert list((tmp_path / "cache").glob("days-*.npz"))  # shared with the trainer's cache
 
 
 def test_evaluate_without_a_model_says_what_to_do(

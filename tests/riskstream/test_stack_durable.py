@@ -38,6 +38,7 @@ def _stack(tmp_path: Path, durable: bool) -> Stack:
         kafka_port=free_port(),
         redis_port=free_port(),
         s3_port=free_port(),
+        s3_gate_port=free_port(),
         redis_appendonly=False,
         durable=durable,
     )
@@ -54,17 +55,21 @@ def durable_stack(tmp_path: Path) -> Iterator[Stack]:
         st.down()
 
 
-async def _produce_and_half_consume(bootstrap: str) -> dict[int, int]:
-    """Send N keyed records, consume about half in a group and commit; return commits."""
-    await ensure_topics(bootstrap, (TOPIC,), 4)
+async def _produce(bootstrap: str, first: int, n: int) -> None:
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
     await prod.start()
     try:
-        for i in range(N):
+        for i in range(first, first + n):
             await prod.send(TOPIC, f"value-{i}".encode(), key=f"user-{i % 11}".encode())
         await prod.flush()
     finally:
         await prod.stop()
+
+
+async def _produce_and_half_consume(bootstrap: str) -> dict[int, int]:
+    """Send N keyed records, consume about half in a group and commit; return commits."""
+    await ensure_topics(bootstrap, (TOPIC,), 4)
+    await _produce(bootstrap, 0, N)
     cons = AIOKafkaConsumer(
         TOPIC,
         bootstrap_servers=bootstrap,
@@ -138,11 +143,14 @@ def test_durable_broker_keeps_topics_data_and_offsets_across_kill_9(
     st.stop_service("broker", sig=signal.SIGKILL)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     st.start_service("broker")
+    # Produce before anything reads: the restarted broker must continue after the stored
+    # offsets (without riskstream/s3gate.py it re-used offset 0 and replaced acked records).
+    asyncio.run(_produce(st.bootstrap, N, N))
     topics, committed, rest, every = asyncio.run(_after_restart(st.bootstrap))
     assert TOPIC in topics
     assert committed == before
-    assert rest == N - sum(before.values())
-    assert every == {f"value-{i}".encode() for i in range(N)}
+    assert every == {f"value-{i}".encode() for i in range(2 * N)}
+    assert rest == 2 * N - sum(before.values())
     # Objects are on disk under the state dir, so they also outlive s3rver itself.
     assert any((st.state_dir / "s3" / "tansu").rglob("*.batch*"))
 

@@ -17,6 +17,7 @@ import pytest
 import redis
 import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from contracts import TOPICS, CourseCalendar, RiskAlert, decode, encode
 from models.registry import Thresholds
@@ -70,7 +71,7 @@ def _thresholds(root: Path, evs: list, cal: CourseCalendar) -> Thresholds:  # ty
 
 async def _reference(url: str, handle, recs) -> None:  # type: ignore[no-untyped-def]
     r = connect(url)
-    proc = Processor(r, ListPublisher(), handle)
+    proc = Processor(r, ListPublisher(), handle, sweep_partitions=4)
     for i in range(0, len(recs), 97):
         await proc.process(recs[i : i + 97])
     await r.aclose()
@@ -140,7 +141,8 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
     reg = tmp_path / "reg"
     tiny_model(reg, seed=11, hidden=8, thresholds=th)
     handle = load_handle(reg, "cpu")
-    recs = [record(e, i) for i, e in enumerate(evs)]
+    # the reference sees the partitions the broker will use, so its course-clock sweeps match
+    recs = [record(e, i, (murmur2(e.key) & 0x7FFFFFFF) % 4) for i, e in enumerate(evs)]
 
     # uninterrupted reference, in-process, on Redis db 1
     ref_url = stack.redis_url[:-1] + "1"
@@ -166,6 +168,7 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
         RISKSTREAM_STREAM_BATCH_WITHIN="0.01",
         RISKSTREAM_DEVICE="cpu",
         RISKSTREAM_LOG_LEVEL="WARNING",
+        RISKSTREAM_STREAM_SWEEP="true",  # the real worker sweeps too (the reference does)
     )
     last = {u: max(e.event_id for e in evs if e.user_id == u) for u in range(N_USERS)}
 

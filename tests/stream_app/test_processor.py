@@ -13,6 +13,7 @@ import torch
 from contracts import TOPICS, CourseCalendar, DeadLetter, RiskScore, decode, encode
 from riskstream.stack import Stack
 from stream_app.processor import Processor
+from stream_app.reload import find_explainer
 from stream_app.state import connect, decode_state
 from tests.stream_app.helpers import START, ListPublisher, event, handle_for, record
 
@@ -25,7 +26,9 @@ async def _process(url: str, handle, pub, batches, **kw):  # type: ignore[no-unt
     r = connect(url)
     try:
         proc = Processor(r, pub, handle, **kw)
-        return [await proc.process(b) for b in batches]
+        reps = [await proc.process(b) for b in batches]
+        reps[-1].metrics = proc.metrics  # type: ignore[attr-defined]
+        return reps
     finally:
         await r.aclose()
 
@@ -112,6 +115,11 @@ def test_duplicates_are_noops_and_bad_messages_dead_letter(
     reps = run(_process(stack.redis_url, handle, pub, [good + bad, good[2:]]))
     assert reps[0].applied == 5 and reps[0].dead == 2
     assert reps[1].applied == 0 and reps[1].duplicates == 3
+    reg = reps[-1].metrics.registry  # type: ignore[attr-defined]
+    assert reg.get_sample_value("riskstream_events_total", {"outcome": "applied"}) == 5
+    assert reg.get_sample_value("riskstream_events_total", {"outcome": "duplicate"}) == 3
+    assert reg.get_sample_value("riskstream_dead_letters_total", {"stage": "stream.decode"}) == 2
+    assert reg.get_sample_value("riskstream_batch_size_count") == 2
     dls = [decode(DeadLetter, r.value) for r in pub.on(TOPICS.dead_letter)]
     assert [d.stage for d in dls] == ["stream.decode", "stream.decode"]
     assert "event_id" in dls[1].reason and dls[1].source_offset == 11
@@ -130,10 +138,11 @@ def test_alerts_respect_min_days_and_are_deterministic(
     evs = [event(d + 1, 5, d + 0.5) for d in range(th.min_days + 3)]
     recs = [record(e, i) for i, e in enumerate(evs)]
     pub = ListPublisher()
-    run(_process(stack.redis_url, handle, pub, [recs]))
+    run(_process(stack.redis_url, handle, pub, [recs], explainer=find_explainer()))
     alerts = pub.alerts()
     assert len(alerts) == 1
     a = alerts[0]
+    assert a.contributions and a.explanation  # from models.explain (occlusion by group)
     assert a.level.value == "high" and a.day == th.min_days - 1
     assert a.trigger_event_id == th.min_days
     assert redis_client.xlen("rs:alerts") == 1

@@ -1,0 +1,448 @@
+"""End to end on the embedded stack: OULAD events -> broker -> `riskstream worker` -> Redis ->
+alerts, at fixed offered loads, plus the sustained maximum.
+
+For each offered load (default 500, 2,000 and 10,000 events/s) a child process sends OULAD
+events (studentVle rows in time order, keyed by student) at that rate for ``--seconds``; the
+worker is the real one (`python3 -m riskstream worker`, Faust, one process). A consumer in
+this process reads the alerts and risk.latest topics as they arrive. Latency is measured
+from the event's producer timestamp (CreateTime) to the moment its alert (or its student's
+risk score) is read back here: the whole path, broker and Redis included. "sustained" is
+events applied per second while the load was offered; the "max" row sends the events first
+and times how fast one worker drains them.
+
+    python3 -m bench.bench_e2e                               # 500, 2000, 10000 ev/s + max
+    python3 -m bench.bench_e2e --loads 2000 --seconds 20 --registry var/registry
+    python3 -m bench.bench_e2e --durable                     # broker on s3:// (s3rver)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+from bench._report import console, table, write
+from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode
+from riskstream.kafka_admin import ensure_topics
+from riskstream.stack import Stack, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def oulad_dir() -> Path:
+    if os.environ.get("RISKSTREAM_DATA_DIR"):
+        return Path(os.environ["RISKSTREAM_DATA_DIR"])
+    for p in REPO.parents:
+        if (p / "shared" / "datasets" / "oulad").is_dir():
+            return p / "shared" / "datasets" / "oulad"
+    return REPO.parent / "shared" / "datasets" / "oulad"
+
+
+def load_events(
+    n: int, module: str, presentation: str
+) -> tuple[list[LmsEvent], list[CourseCalendar]]:
+    from models.oulad import Oulad
+
+    o = Oulad(oulad_dir())
+    cals = o.calendars()
+    evs: list[LmsEvent] = []
+    for ev in o.iter_events(module, presentation):
+        evs.append(ev)
+        if len(evs) >= n:
+            break
+    return evs, [cals[c] for c in sorted({e.course_id for e in evs})]
+
+
+def bench_registry(root: Path, given: Path | None) -> Path:
+    """The given registry, else a production-size LSTM (hidden 128) with a widened risk head
+    so that OULAD traffic raises alerts (an untrained model's risks sit near 0.5)."""
+    if given is not None:
+        return given
+    import torch
+
+    from models.features import DEFAULT_SPEC
+    from models.lstm import LstmRisk
+    from models.registry import Registry, Thresholds
+
+    torch.manual_seed(0)
+    model = LstmRisk(DEFAULT_SPEC.n_day, DEFAULT_SPEC.n_static, hidden=128).eval()
+    with torch.no_grad():
+        model.heads.out.weight[0] *= 10.0
+        model.heads.out.bias[0] = 0.0
+    Registry(root).publish(
+        model,
+        DEFAULT_SPEC,
+        Thresholds(medium=0.4, high=0.5, rearm=0.35, min_days=2, cooldown_days=1),
+        metrics={},
+        data_summary={"source": "bench_e2e (random init, widened head)"},
+    )
+    return root
+
+
+def paced_send(
+    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float
+) -> None:
+    """Child process: send at ``rate`` events/s in 5 ms ticks; CreateTime = send time."""
+
+    async def run() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=1
+        )
+        await p.start()
+        t0 = time.perf_counter()
+        sent = 0
+        futs = []
+        while sent < len(payloads):
+            due = min(len(payloads), int((time.perf_counter() - t0) * rate) + 1)
+            while sent < due:
+                k, v = payloads[sent]
+                futs.append(await p.send(topic, v, key=k))
+                sent += 1
+            if len(futs) > 5000:
+                await asyncio.gather(*futs)
+                futs = []
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*futs)
+        await p.stop()
+
+    asyncio.run(run())
+
+
+async def send_all(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=20
+    )
+    await p.start()
+    try:
+        futs = []
+        for k, v in payloads:
+            futs.append(await p.send(topic, v, key=k))
+            if len(futs) >= 5000:
+                await asyncio.gather(*futs)
+                futs = []
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+class Watch:
+    """Reads alerts and risk scores as they arrive; records the wall time of each."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.alerts: list[tuple[float, RiskAlert]] = []
+        self.scores: list[tuple[float, RiskScore]] = []
+        self.stop = False
+
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        c = AIOKafkaConsumer(
+            TOPICS.alerts,
+            TOPICS.risk_latest,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
+        )
+        await c.start()
+        try:
+            while not self.stop:
+                got = await c.getmany(timeout_ms=50, max_records=20_000)
+                now = time.time()
+                for tp, msgs in got.items():
+                    for m in msgs:
+                        if tp.topic == TOPICS.alerts:
+                            self.alerts.append((now, decode(RiskAlert, m.value or b"")))
+                        else:
+                            self.scores.append((now, decode(RiskScore, m.value or b"")))
+        finally:
+            await c.stop()
+
+
+async def event_times(bootstrap: str, topic: str) -> dict[int, float]:
+    """event_id -> producer timestamp (s) of every record on the events topic."""
+    import json
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    out: dict[int, float] = {}
+    try:
+        await c.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        idle = 0
+        while idle < 4:
+            got = await c.getmany(timeout_ms=250, max_records=50_000)
+            n = 0
+            for msgs in got.values():
+                for m in msgs:
+                    out[int(json.loads(m.value or b"{}")["event_id"])] = m.timestamp / 1000
+                    n += 1
+            idle = 0 if n else idle + 1
+    finally:
+        await c.stop()
+    return out
+
+
+def start_worker(
+    stack: Stack, registry: Path, topic: str, group: str, log: Path
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(REPO),
+        RISKSTREAM_KAFKA_BOOTSTRAP=stack.bootstrap,
+        RISKSTREAM_REDIS_URL=stack.redis_url,
+        RISKSTREAM_MODEL_REGISTRY=str(registry),
+        RISKSTREAM_STREAM_GROUP=group,
+        RISKSTREAM_STREAM_EVENTS_TOPIC=topic,
+        RISKSTREAM_STREAM_SESSION_TIMEOUT_MS="6000",
+        RISKSTREAM_DEVICE="cpu",
+        RISKSTREAM_LOG_LEVEL="WARNING",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab"),
+    )
+
+
+def applied(r: redis.Redis, last: dict[str, int]) -> int:
+    """How many students have their last event applied."""
+    pipe = r.pipeline(transaction=False)
+    for key in last:
+        pipe.hget(key, "last_id")
+    return sum(int(v or -1) >= last[k] for v, k in zip(pipe.execute(), last, strict=True))
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    return float(np.percentile(xs, q)) * 1000 if xs else None
+
+
+def last_ids(events: list[LmsEvent]) -> dict[str, int]:
+    return {f"rs:st:{e.site}:{e.course_id}:{e.user_id}": e.event_id for e in events}
+
+
+def wait_applied(r: redis.Redis, last: dict[str, int], worker: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while applied(r, last) < len(last):
+        if time.monotonic() > deadline or worker.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def session(
+    stack: Stack,
+    registry: Path,
+    warm: list[LmsEvent],
+    phases: list[tuple[float | None, list[LmsEvent]]],
+    cals: list[CourseCalendar],
+    tmp: Path,
+) -> list[dict[str, Any]]:
+    """One worker, one topic: a warm-up (students get history, so alerts can fire), then each
+    phase's events at its offered rate (None = all at once, drained as fast as possible)."""
+    tag = uuid.uuid4().hex[:6]
+    topic = f"bench.events.{tag}"
+    asyncio.run(ensure_topics(stack.bootstrap, (topic, *TOPICS.all()), 4))
+    r = redis.Redis.from_url(stack.redis_url)
+    r.flushdb()
+    for cal in cals:
+        r.set(f"rs:cal:{cal.site}:{cal.course_id}", encode(cal))
+    worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log")
+    watch = Watch(stack.bootstrap)
+    loop = asyncio.new_event_loop()
+    import threading
+
+    th = threading.Thread(target=loop.run_until_complete, args=(watch.run(),), daemon=True)
+    th.start()
+    windows = []
+    try:
+        t = time.time()
+        asyncio.run(send_all(stack.bootstrap, topic, [(e.key, encode(e)) for e in warm]))
+        if not wait_applied(r, last_ids(warm), worker, 600):
+            raise RuntimeError(f"warm-up did not finish; see the worker log in {tmp}")
+        console.print(f"warm-up: {len(warm):,} events applied in {time.time() - t:.1f}s")
+        time.sleep(1.0)
+        for rate, evs in phases:
+            payloads = [(e.key, encode(e)) for e in evs]
+            t0 = time.time()
+            if rate is None:
+                asyncio.run(send_all(stack.bootstrap, topic, payloads))
+                proc = None
+            else:
+                proc = mp.get_context("spawn").Process(
+                    target=paced_send, args=(stack.bootstrap, topic, payloads, rate)
+                )
+                proc.start()
+            timeout = 300 if rate is None else len(evs) / rate * 4 + 60
+            complete = wait_applied(r, last_ids(evs), worker, timeout)
+            t_done = time.time()
+            if proc is not None:
+                proc.join(timeout)
+            if not complete:  # the worker fell behind: drain (uncounted) before the next phase
+                wait_applied(r, last_ids(evs), worker, 900)
+            windows.append((rate, evs, t0, t_done, complete))
+            console.print(
+                f"  offered {rate or 'max'}: {len(evs):,} events in {t_done - t0:.1f}s"
+                f"{'' if complete else ' (NOT complete)'}"
+            )
+            time.sleep(1.5)  # the watcher reads the last outputs; the worker idles
+    finally:
+        watch.stop = True
+        th.join(10)
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    sent_at = asyncio.run(event_times(stack.bootstrap, topic))
+    console.print(
+        f"[dim]read back {len(watch.alerts):,} alerts, {len(watch.scores):,} risk scores in all; "
+        f"worker log: {tmp / f'worker-{tag}.log'}[/]"
+    )
+    mem = int(r.info("memory")["used_memory"])
+    enrol = r.dbsize()
+    r.close()
+    rows = []
+    for rate, evs, t0, t_done, complete in windows:
+        ids = {e.event_id for e in evs}
+        a_lat = [
+            t - sent_at[a.trigger_event_id]
+            for t, a in watch.alerts
+            if a.trigger_event_id in ids and a.trigger_event_id in sent_at
+        ]
+        s_lat = [
+            t - sent_at[sc.last_event_id]
+            for t, sc in watch.scores
+            if sc.last_event_id in ids and sc.last_event_id in sent_at
+        ]
+        elapsed = t_done - t0
+        rows.append(
+            {
+                "offered_per_s": rate if rate is not None else "max",
+                "events": len(evs),
+                "complete": complete,
+                "seconds": elapsed,
+                "sustained_per_s": len(evs) / elapsed if elapsed > 0 else None,
+                "alerts": len(a_lat),
+                "alert_p50_ms": pct(a_lat, 50),
+                "alert_p99_ms": pct(a_lat, 99),
+                "scores": len(s_lat),
+                "score_p50_ms": pct(s_lat, 50),
+                "score_p99_ms": pct(s_lat, 99),
+                "redis_used_bytes_end": mem,
+                "redis_keys_end": enrol,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--loads", type=float, nargs="+", default=[500, 2000, 10000])
+    p.add_argument("--seconds", type=float, default=15.0, help="offered-load duration")
+    p.add_argument("--max-events", type=int, default=100_000, help="events for the max row")
+    p.add_argument(
+        "--warm-events",
+        type=int,
+        default=60_000,
+        help="events applied before measuring (students need days of history to alert)",
+    )
+    p.add_argument("--no-max", action="store_true", help="skip the drain-as-fast-as-possible row")
+    p.add_argument("--module", default="BBB")
+    p.add_argument("--presentation", default="2013J")
+    p.add_argument("--registry", type=Path, default=None)
+    p.add_argument("--durable", action="store_true", help="broker on s3:// storage (s3rver)")
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args(argv)
+
+    t = time.perf_counter()
+    phase_sizes = [int(x * a.seconds) for x in a.loads] + ([] if a.no_max else [a.max_events])
+    events, cals = load_events(a.warm_events + sum(phase_sizes), a.module, a.presentation)
+    console.print(
+        f"loaded {len(events):,} OULAD events ({a.module} {a.presentation}) in "
+        f"{time.perf_counter() - t:.1f}s; "
+        f"{len({(e.course_id, e.user_id) for e in events}):,} enrolments"
+    )
+    warm = events[: a.warm_events]
+    phases: list[tuple[float | None, list[LmsEvent]]] = []
+    at = len(warm)
+    rates: list[float | None] = [*a.loads, *([] if a.no_max else [None])]
+    for rate, size in zip(rates, phase_sizes, strict=True):
+        phases.append((rate, events[at : at + size]))
+        at += size
+    with tempfile.TemporaryDirectory(prefix="rs-bench-e2e-") as tmpd:
+        tmp = Path(tmpd)
+        registry = bench_registry(tmp / "registry", a.registry)
+        stack = Stack(
+            state_dir=tmp / "stack",
+            kafka_port=free_port(),
+            redis_port=free_port(),
+            s3_port=free_port(),
+            s3_gate_port=free_port(),
+            redis_appendonly=True,
+            durable=a.durable,
+        )
+        stack.up()
+        try:
+            rows = session(stack, registry, warm, phases, cals, tmp)
+        finally:
+            stack.down()
+    table(
+        f"End to end: OULAD -> broker{' (durable)' if a.durable else ''} -> worker -> Redis",
+        [
+            "offered ev/s",
+            "events",
+            "done",
+            "sustained ev/s",
+            "alerts",
+            "alert p50 ms",
+            "alert p99 ms",
+            "score p50 ms",
+            "score p99 ms",
+        ],
+        [
+            [
+                r["offered_per_s"],
+                r["events"],
+                "yes" if r["complete"] else "NO",
+                r["sustained_per_s"],
+                r["alerts"],
+                r["alert_p50_ms"] if r["alert_p50_ms"] is not None else "-",
+                r["alert_p99_ms"] if r["alert_p99_ms"] is not None else "-",
+                r["score_p50_ms"] if r["score_p50_ms"] is not None else "-",
+                r["score_p99_ms"] if r["score_p99_ms"] is not None else "-",
+            ]
+            for r in rows
+        ],
+    )
+    console.print(
+        "[dim]latency: event CreateTime -> its alert / risk score read back by a consumer[/]"
+    )
+    write("bench_e2e", a.out, {k: str(v) for k, v in vars(a).items()}, rows)
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()
