@@ -114,3 +114,18 @@ def test_train_publish_and_finetune(tmp_path: Path) -> None:
     assert meta["parent"] == "v0001"
     first_lr = loaded.metrics["training"]["history"][0]["lr"]
     assert ft.metrics["training"]["history"][0]["lr"] < first_lr
+
+
+def test_click_augmentation_scales_whole_courses_only() -> None:
+    from models.train import augment_clicks
+
+    counts = np.arange(1, 25, dtype=np.float32).reshape(4, 3, 2)
+    x = np.concatenate([np.log1p(counts), np.ones((4, 3, 1), np.float32)], axis=-1)
+    course = np.asarray([1, 1, 2, 2])
+    out = augment_clicks(x, course, (0, 1), 0.3, np.random.default_rng(0))
+    ratio = np.expm1(out[..., :2]) / counts
+    np.testing.assert_allclose(ratio[:2], ratio[0, 0, 0], rtol=1e-4)  # one factor per course
+    np.testing.assert_allclose(ratio[2:], ratio[2, 0, 0], rtol=1e-4)
+    assert abs(ratio[0, 0, 0] - ratio[2, 0, 0]) > 1e-3  # courses get different factors
+    np.testing.assert_array_equal(out[..., 2], x[..., 2])  # non-click features untouched
+    np.testing.assert_array_equal(x[..., :2], np.log1p(counts))  # input not modified
