@@ -156,7 +156,7 @@ class Watch:
             TOPICS.alerts,
             TOPICS.risk_latest,
             bootstrap_servers=self.bootstrap,
-            auto_offset_reset="latest",
+            auto_offset_reset="earliest",  # fresh stack, so empty; "latest" misread durable
             enable_auto_commit=False,
             fetch_max_wait_ms=5,
         )
