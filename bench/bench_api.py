@@ -6,7 +6,7 @@ own state code (2,000 students x 60 days of trajectory), serves `riskstream api`
 every student with a bearer key; falls back to an httpx async load loop when wrk is absent.
 Prints requests/s and latency percentiles; target: >= 2,000 req/s with p99 < 20 ms.
 
-    python3 bench/bench_api.py [--workers 2] [--connections 32] [--seconds 10]
+    python3 bench/bench_api.py [--workers 2] [--connections 8] [--seconds 15]
 """
 
 from __future__ import annotations
@@ -221,8 +221,8 @@ async def run_httpx(base: str, paths: list[str], conns: int, seconds: int) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    ap.add_argument("--connections", type=int, default=32, help="open keep-alive connections")
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=8, help="open keep-alive connections")
+    ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--courses", type=int, default=4)
     ap.add_argument("--students", type=int, default=500, help="per course")
     ap.add_argument("--days", type=int, default=60)

@@ -242,18 +242,33 @@ def explain(
         batch[k][:, list(g.indices)] = ref[list(g.indices)]
     risks = _replay(loaded, batch, np.asarray(static, dtype=np.float32), state)
     weights = risks[0] - risks[1:]
+    texts = [describe(g, window, ref, names, against) for g in groups]
     order = np.argsort(-weights, kind="stable")
-    chosen = [int(i) for i in order if weights[i] >= min_weight][:top_k]
+    chosen: list[int] = []
+    for i in (int(i) for i in order if weights[i] >= min_weight):
+        if len(chosen) == top_k:
+            break
+        if _type_silence(groups[i], texts[i]) and any(
+            _all_silent(groups[j], texts[j]) for j in chosen
+        ):
+            continue  # "no quiz activity" adds nothing to "no activity in the course"
+        if _all_silent(groups[i], texts[i]):
+            chosen = [j for j in chosen if not _type_silence(groups[j], texts[j])]
+        chosen.append(i)
     if not chosen:
         chosen = [int(np.argmax(np.abs(weights)))]
     return [
-        Contribution(
-            feature=groups[i].name,
-            weight=float(weights[i]),
-            text=describe(groups[i], window, ref, names, against),
-        )
+        Contribution(feature=groups[i].name, weight=float(weights[i]), text=texts[i])
         for i in chosen
     ]
+
+
+def _all_silent(group: FeatureGroup, text: str) -> bool:
+    return group.name == "activity" and text.startswith("no activity")
+
+
+def _type_silence(group: FeatureGroup, text: str) -> bool:
+    return group.name != "activity" and bool(group.clicks) and text.startswith("no ")
 
 
 def sentence(contributions: Sequence[Contribution]) -> str:

@@ -49,7 +49,7 @@ def serve(
     port: int = typer.Option(None, help="Port (default RISKSTREAM_API_PORT)"),
     workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
 ) -> None:
-    """Serve the API (OpenAPI at /docs and /openapi.json, operator page at /ui)."""
+    """Serve the API (OpenAPI document at /openapi.json, operator page at /ui)."""
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn

@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
@@ -48,11 +48,10 @@ class ApiConfig:
     pseudonym_key: bytes | None = None
     registry: ModelRegistry | None = None
     kafka_bootstrap: str | None = None
-    stream_group: str = "riskstream"
+    stream_group: str = "riskstream-worker"
     events_topic: str = TOPICS.events
     lag_period_s: float = 5.0
     fast_path: bool = True  # serve the risk route as plain ASGI (tests compare both ways)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class FastJSON(Response):
@@ -66,8 +65,9 @@ class FastJSON(Response):
 
 def _problem(status: int, loc: str, msg: str) -> HTTPException:
     """A 422 shaped like FastAPI's own, naming the field."""
-    where = ["query", loc] if loc != "user" else ["path", loc]
-    return HTTPException(status, detail=[{"loc": where, "msg": msg, "type": "value_error"}])
+    return HTTPException(
+        status, detail=[{"loc": ["query", loc], "msg": msg, "type": "value_error"}]
+    )
 
 
 def _iso(epoch: float) -> str | None:
@@ -84,13 +84,11 @@ def trend_of(traj: list[float | None], days: int = TREND_DAYS) -> dict[str, Any]
     a, b = traj[first], traj[last]
     assert a is not None and b is not None
     change = round(b - a, 4)
-    direction = (
-        "steady"
-        if last == first
-        else "rising"
-        if change > 0.05
-        else ("falling" if change < -0.05 else "steady")
-    )
+    direction = "steady"  # moves under 5 points are noise, not a trend
+    if last > first and change > 0.05:
+        direction = "rising"
+    elif last > first and change < -0.05:
+        direction = "falling"
     return {
         "days": last - first,
         "change": change if last > first else None,
@@ -252,6 +250,9 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             "Every /v1 route needs `Authorization: Bearer <key>`."
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc load from a CDN; the spec itself is served at /openapi.json
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = api
     if cfg.fast_path:

@@ -32,9 +32,16 @@ class Subscriber:
 
 
 class AlertHub:
-    def __init__(self, client: aioredis.Redis, backlog: int = 10_000, block_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        backlog: int = 10_000,
+        block_ms: int = 1000,
+        max_students: int = 200_000,
+    ) -> None:
         self.r: Any = client
         self.backlog = backlog
+        self.max_students = max_students  # bounds memory; the oldest alerts go first
         self.block_ms = block_ms
         self.latest: dict[tuple[int, int], dict[str, Any]] = {}
         self.subscribers: set[Subscriber] = set()
@@ -73,7 +80,10 @@ class AlertHub:
             k = (int(alert["course_id"]), int(alert["user_id"]))
         except (KeyError, TypeError, ValueError):
             return
+        self.latest.pop(k, None)  # re-insert: dict order = alert order, oldest first
         self.latest[k] = alert
+        if len(self.latest) > self.max_students:
+            del self.latest[next(iter(self.latest))]
         self.last_id = entry_id
         if not live:
             return

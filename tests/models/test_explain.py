@@ -138,3 +138,18 @@ def test_weights_are_occlusion_deltas_of_a_registry_model(tmp_path: Any) -> None
         full = loaded.model(torch.as_tensor(window[None]), s).risk[0, -1].item()
         occ = loaded.model(torch.as_tensor(occluded[None]), s).risk[0, -1].item()
     assert quiz.weight == pytest.approx(full - occ, abs=1e-5)
+
+
+def test_silence_everywhere_is_said_once() -> None:
+    class Silence(QuizForumModel):
+        def step(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[Any, Any]:
+            acc = state["acc"] + x[:, [IDX["clicks_total"], IDX["clicks_quiz"]]]
+            risk = torch.sigmoid(2.0 - 0.5 * acc[:, 0] - 0.3 * acc[:, 1])
+            return {"acc": acc}, SimpleNamespace(risk=risk)
+
+    loaded = _loaded()
+    loaded.model = Silence()
+    got = explain(loaded, np.zeros((14, len(NAMES)), dtype=np.float32), np.zeros(2))
+    texts = [c.text for c in got]
+    assert texts[0] == "no activity in the course for 14 days"
+    assert not any(t.startswith("no quiz") for t in texts)

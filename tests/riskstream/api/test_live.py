@@ -163,3 +163,32 @@ def test_ui_shows_a_live_alert_and_draws_the_trajectory(
             shutil.rmtree(profile, ignore_errors=True)
     assert errors == []
     assert (ARTIFACTS / "ui.png").stat().st_size > 10_000
+
+
+async def test_hub_keeps_the_latest_alert_per_student_within_its_bound(
+    stack: Stack, redis_client: redis.Redis
+) -> None:
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    from riskstream.api.hub import AlertHub
+
+    add_alert(redis_client, 1, 1, day=3)
+    add_alert(redis_client, 1, 2, day=4)
+    add_alert(redis_client, 1, 1, day=9)  # a newer alert for student 1
+    r = aredis.Redis.from_url(stack.redis_url)
+    hub = AlertHub(r, block_ms=100, max_students=2)
+    sub = hub.subscribe(course=1)
+    hub.start()
+    try:
+        await asyncio.wait_for(hub.ready.wait(), 5)
+        assert hub.latest_for(1, 1)["day"] == 9  # type: ignore[index]
+        assert sub.queue.empty()  # the backlog is not replayed to live subscribers
+        await asyncio.to_thread(add_alert, redis_client, 1, 3, day=5)
+        _eid, alert = await asyncio.wait_for(sub.queue.get(), 5)
+        assert alert["user_id"] == 3 and hub.seen == 1
+        assert set(hub.latest) == {(1, 1), (1, 3)}  # student 2's was the oldest: dropped
+    finally:
+        await hub.stop()
+        await r.aclose()

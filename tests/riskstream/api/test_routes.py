@@ -279,3 +279,21 @@ def test_fast_path_answers_exactly_like_the_fastapi_route(
     assert body["trajectory_start_day"] == 3 and body["day"] == 6
     metrics = client.get("/metrics").text
     assert 'route="/v1/courses/{course}/students/{user}/risk",status="200"' in metrics
+
+
+def test_openapi_publishes_every_route_with_the_bearer_scheme(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    v1 = {p: ops["get"] for p, ops in doc["paths"].items() if p.startswith("/v1/")}
+    assert set(v1) >= {
+        "/v1/courses/{course}/students/{user}/risk",
+        "/v1/courses/{course}/at-risk",
+        "/v1/alerts",
+        "/v1/alerts/live",
+        "/v1/models",
+        "/v1/models/current",
+    }
+    assert all(
+        op["security"] == [{"bearer": []}] and "401" in op["responses"] for op in v1.values()
+    )
+    assert "security" not in doc["paths"]["/healthz"]["get"]

@@ -1,4 +1,5 @@
-"""End to end without a broker: the stream's Processor fills Redis, the API reads it back."""
+"""End to end without a broker: the stream's Processor (with models.explain) fills Redis,
+the API reads it back."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from riskstream.api import ApiConfig, create_app
 from riskstream.api.auth import hash_key
 from riskstream.stack import Stack
 from stream_app.processor import Processor
+from stream_app.reload import find_explainer
 from tests.riskstream.api.conftest import AUTH, KEY
 from tests.stream_app.helpers import ListPublisher, event, handle_for, record
 
@@ -23,7 +25,7 @@ from tests.stream_app.helpers import ListPublisher, event, handle_for, record
 async def _process(url: str, handle, pub, batches) -> None:  # type: ignore[no-untyped-def]
     r = aredis.Redis.from_url(url)
     try:
-        proc = Processor(r, pub, handle)
+        proc = Processor(r, pub, handle, explainer=find_explainer())
         for b in batches:
             await proc.process(b)
     finally:
@@ -41,6 +43,7 @@ def test_api_reads_what_the_stream_processor_wrote(
     recs = [record(e, i) for i, e in enumerate(evs)]
     asyncio.run(_process(stack.redis_url, handle, pub, [recs[:4], recs[4:]]))
     (published,) = pub.alerts()
+    assert published.explanation  # models.explain ran inside the worker
 
     cfg = ApiConfig(
         redis_url=stack.redis_url,
@@ -63,6 +66,9 @@ def test_api_reads_what_the_stream_processor_wrote(
         assert body["explanation"]["alert_id"] == published.alert_id
         assert body["explanation"]["day"] == published.day
         assert body["explanation"]["text"] == published.explanation
+        assert body["explanation"]["contributions"] == [
+            c.model_dump(mode="json") for c in published.contributions
+        ]
 
         ranked = client.get(
             "/v1/courses/7/at-risk", headers=AUTH, params={"min_level": "low"}
