@@ -158,7 +158,7 @@ class Watch:
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",  # fresh stack, so empty; "latest" misread durable
             enable_auto_commit=False,
-            fetch_max_wait_ms=5,
+            fetch_max_wait_ms=500,  # returns as soon as data is there; durable fetches are slow
         )
         await c.start()
         try:
