@@ -156,7 +156,7 @@ class Watch:
             TOPICS.alerts,
             TOPICS.risk_latest,
             bootstrap_servers=self.bootstrap,
-            auto_offset_reset="latest",
+            auto_offset_reset="earliest",  # fresh stack, so empty; "latest" misread durable
             enable_auto_commit=False,
             fetch_max_wait_ms=5,
         )
@@ -175,8 +175,10 @@ class Watch:
             await c.stop()
 
 
-async def event_times(bootstrap: str, topic: str) -> dict[int, float]:
-    """event_id -> producer timestamp (s) of every record on the events topic."""
+async def event_times(
+    bootstrap: str, topic: str
+) -> tuple[dict[int, float], dict[tuple[int, int], list[float]]]:
+    """event_id -> producer timestamp (s), and (course, user) -> sorted send timestamps."""
     import json
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -184,6 +186,7 @@ async def event_times(bootstrap: str, topic: str) -> dict[int, float]:
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     out: dict[int, float] = {}
+    per: dict[tuple[int, int], list[float]] = {}
     try:
         await c.topics()
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
@@ -195,12 +198,29 @@ async def event_times(bootstrap: str, topic: str) -> dict[int, float]:
             n = 0
             for msgs in got.values():
                 for m in msgs:
-                    out[int(json.loads(m.value or b"{}")["event_id"])] = m.timestamp / 1000
+                    ev = json.loads(m.value or b"{}")
+                    out[int(ev["event_id"])] = m.timestamp / 1000
+                    per.setdefault((ev["course_id"], ev["user_id"]), []).append(m.timestamp / 1000)
                     n += 1
             idle = 0 if n else idle + 1
     finally:
         await c.stop()
-    return out
+    for ts in per.values():
+        ts.sort()
+    return out, per
+
+
+def cause_time(per: dict[tuple[int, int], list[float]], a: RiskAlert, seen: float) -> float | None:
+    """Send time of the student's latest event sent before the alert was read: the event whose
+    batch raised it. (An alert on a committed day names the day's last event as its trigger,
+    which was sent earlier; the event that rolled the day over is the one that caused it.)"""
+    import bisect
+
+    ts = per.get((a.course_id, a.user_id))
+    if not ts:
+        return None
+    i = bisect.bisect_right(ts, seen)
+    return ts[i - 1] if i else None
 
 
 def start_worker(
@@ -316,7 +336,7 @@ def session(
             worker.wait(20)
         except subprocess.TimeoutExpired:
             worker.kill()
-    sent_at = asyncio.run(event_times(stack.bootstrap, topic))
+    sent_at, per_student = asyncio.run(event_times(stack.bootstrap, topic))
     console.print(
         f"[dim]read back {len(watch.alerts):,} alerts, {len(watch.scores):,} risk scores in all; "
         f"worker log: {tmp / f'worker-{tag}.log'}[/]"
@@ -327,11 +347,11 @@ def session(
     rows = []
     for rate, evs, t0, t_done, complete in windows:
         ids = {e.event_id for e in evs}
-        a_lat = [
-            t - sent_at[a.trigger_event_id]
-            for t, a in watch.alerts
-            if a.trigger_event_id in ids and a.trigger_event_id in sent_at
-        ]
+        a_lat = []
+        for t, a in watch.alerts:
+            cause = cause_time(per_student, a, t)
+            if a.trigger_event_id in ids and cause is not None:
+                a_lat.append(t - cause)
         s_lat = [
             t - sent_at[sc.last_event_id]
             for t, sc in watch.scores
