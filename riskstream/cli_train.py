@@ -16,7 +16,7 @@ def train(
     model: str = typer.Option("lstm", "--model", help="lstm or cnn_lstm"),
     epochs: int = typer.Option(40, min=1, help="Maximum epochs (early stopping, patience 10)"),
     hidden: int = typer.Option(128, min=2, help="LSTM cells"),
-    batch_size: int = typer.Option(128, min=1, help="Enrolments per batch"),
+    batch_size: int = typer.Option(32, min=1, help="Enrolments per batch"),
     max_students: int = typer.Option(0, min=0, help="Sample this many enrolments (0 = all)"),
     folds: int = typer.Option(0, min=0, help="k-fold by student over the training data (0 = off)"),
     finetune_from: str = typer.Option(
