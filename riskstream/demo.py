@@ -299,6 +299,8 @@ class Demo:
         # a short session timeout: the worker's first group join takes half of it
         return {
             "RISKSTREAM_STREAM_SESSION_TIMEOUT_MS": "6000",
+            # students who stop clicking are the ones to catch: advance them day by day
+            "RISKSTREAM_STREAM_SWEEP": "true",
             **os.environ,
             **self.cfg.env,
             "RISKSTREAM_KAFKA_BOOTSTRAP": self.cfg.bootstrap,
