@@ -224,7 +224,7 @@ def cause_time(per: dict[tuple[int, int], list[float]], a: RiskAlert, seen: floa
 
 
 def start_worker(
-    stack: Stack, registry: Path, topic: str, group: str, log: Path
+    stack: Stack, registry: Path, topic: str, group: str, log: Path, engine: str = "faust"
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
@@ -239,7 +239,7 @@ def start_worker(
         RISKSTREAM_LOG_LEVEL="WARNING",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
+        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu", "--engine", engine],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -279,6 +279,7 @@ def session(
     phases: list[tuple[float | None, list[LmsEvent]]],
     cals: list[CourseCalendar],
     tmp: Path,
+    engine: str = "faust",
 ) -> list[dict[str, Any]]:
     """One worker, one topic: a warm-up (students get history, so alerts can fire), then each
     phase's events at its offered rate (None = all at once, drained as fast as possible)."""
@@ -289,7 +290,7 @@ def session(
     r.flushdb()
     for cal in cals:
         r.set(f"rs:cal:{cal.site}:{cal.course_id}", encode(cal))
-    worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log")
+    worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log", engine)
     watch = Watch(stack.bootstrap)
     loop = asyncio.new_event_loop()
     import threading
@@ -394,6 +395,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--presentation", default="2013J")
     p.add_argument("--registry", type=Path, default=None)
     p.add_argument("--durable", action="store_true", help="broker on s3:// storage (s3rver)")
+    p.add_argument(
+        "--engine", choices=["faust", "aiokafka"], default="faust", help="worker's consumer loop"
+    )
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
 
@@ -426,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         stack.up()
         try:
-            rows = session(stack, registry, warm, phases, cals, tmp)
+            rows = session(stack, registry, warm, phases, cals, tmp, a.engine)
         finally:
             stack.down()
     table(
