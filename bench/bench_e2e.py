@@ -156,9 +156,9 @@ class Watch:
             TOPICS.alerts,
             TOPICS.risk_latest,
             bootstrap_servers=self.bootstrap,
-            auto_offset_reset="latest",
+            auto_offset_reset="earliest",  # fresh stack, so empty; "latest" misread durable
             enable_auto_commit=False,
-            fetch_max_wait_ms=5,
+            fetch_max_wait_ms=500,  # returns as soon as data is there; durable fetches are slow
         )
         await c.start()
         try:
@@ -175,8 +175,10 @@ class Watch:
             await c.stop()
 
 
-async def event_times(bootstrap: str, topic: str) -> dict[int, float]:
-    """event_id -> producer timestamp (s) of every record on the events topic."""
+async def event_times(
+    bootstrap: str, topic: str
+) -> tuple[dict[int, float], dict[tuple[int, int], list[float]]]:
+    """event_id -> producer timestamp (s), and (course, user) -> sorted send timestamps."""
     import json
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -184,6 +186,7 @@ async def event_times(bootstrap: str, topic: str) -> dict[int, float]:
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     out: dict[int, float] = {}
+    per: dict[tuple[int, int], list[float]] = {}
     try:
         await c.topics()
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
@@ -195,16 +198,33 @@ async def event_times(bootstrap: str, topic: str) -> dict[int, float]:
             n = 0
             for msgs in got.values():
                 for m in msgs:
-                    out[int(json.loads(m.value or b"{}")["event_id"])] = m.timestamp / 1000
+                    ev = json.loads(m.value or b"{}")
+                    out[int(ev["event_id"])] = m.timestamp / 1000
+                    per.setdefault((ev["course_id"], ev["user_id"]), []).append(m.timestamp / 1000)
                     n += 1
             idle = 0 if n else idle + 1
     finally:
         await c.stop()
-    return out
+    for ts in per.values():
+        ts.sort()
+    return out, per
+
+
+def cause_time(per: dict[tuple[int, int], list[float]], a: RiskAlert, seen: float) -> float | None:
+    """Send time of the student's latest event sent before the alert was read: the event whose
+    batch raised it. (An alert on a committed day names the day's last event as its trigger,
+    which was sent earlier; the event that rolled the day over is the one that caused it.)"""
+    import bisect
+
+    ts = per.get((a.course_id, a.user_id))
+    if not ts:
+        return None
+    i = bisect.bisect_right(ts, seen)
+    return ts[i - 1] if i else None
 
 
 def start_worker(
-    stack: Stack, registry: Path, topic: str, group: str, log: Path
+    stack: Stack, registry: Path, topic: str, group: str, log: Path, engine: str = "faust"
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
@@ -219,7 +239,7 @@ def start_worker(
         RISKSTREAM_LOG_LEVEL="WARNING",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
+        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu", "--engine", engine],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -259,6 +279,7 @@ def session(
     phases: list[tuple[float | None, list[LmsEvent]]],
     cals: list[CourseCalendar],
     tmp: Path,
+    engine: str = "faust",
 ) -> list[dict[str, Any]]:
     """One worker, one topic: a warm-up (students get history, so alerts can fire), then each
     phase's events at its offered rate (None = all at once, drained as fast as possible)."""
@@ -269,7 +290,7 @@ def session(
     r.flushdb()
     for cal in cals:
         r.set(f"rs:cal:{cal.site}:{cal.course_id}", encode(cal))
-    worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log")
+    worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log", engine)
     watch = Watch(stack.bootstrap)
     loop = asyncio.new_event_loop()
     import threading
@@ -316,7 +337,7 @@ def session(
             worker.wait(20)
         except subprocess.TimeoutExpired:
             worker.kill()
-    sent_at = asyncio.run(event_times(stack.bootstrap, topic))
+    sent_at, per_student = asyncio.run(event_times(stack.bootstrap, topic))
     console.print(
         f"[dim]read back {len(watch.alerts):,} alerts, {len(watch.scores):,} risk scores in all; "
         f"worker log: {tmp / f'worker-{tag}.log'}[/]"
@@ -327,11 +348,11 @@ def session(
     rows = []
     for rate, evs, t0, t_done, complete in windows:
         ids = {e.event_id for e in evs}
-        a_lat = [
-            t - sent_at[a.trigger_event_id]
-            for t, a in watch.alerts
-            if a.trigger_event_id in ids and a.trigger_event_id in sent_at
-        ]
+        a_lat = []
+        for t, a in watch.alerts:
+            cause = cause_time(per_student, a, t)
+            if a.trigger_event_id in ids and cause is not None:
+                a_lat.append(t - cause)
         s_lat = [
             t - sent_at[sc.last_event_id]
             for t, sc in watch.scores
@@ -374,6 +395,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--presentation", default="2013J")
     p.add_argument("--registry", type=Path, default=None)
     p.add_argument("--durable", action="store_true", help="broker on s3:// storage (s3rver)")
+    p.add_argument(
+        "--engine", choices=["faust", "aiokafka"], default="faust", help="worker's consumer loop"
+    )
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
 
@@ -406,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         stack.up()
         try:
-            rows = session(stack, registry, warm, phases, cals, tmp)
+            rows = session(stack, registry, warm, phases, cals, tmp, a.engine)
         finally:
             stack.down()
     table(

@@ -145,12 +145,16 @@ def _reference_vector(
 
 @torch.no_grad()
 def _replay(loaded: _Loaded, windows: np.ndarray, static: np.ndarray, state: Any) -> np.ndarray:
-    """Risk after the last day of each window in the batch [B, T, n_day]."""
+    """Risk after the last day of each window in the batch [B, T, n_day].
+
+    ``static`` is one vector for every row [n_static] or one per row [B, n_static].
+    """
     model = loaded.model
     dev = loaded.device
     x = torch.as_tensor(windows, dtype=torch.float32, device=dev)
     b = x.shape[0]
-    s = torch.as_tensor(np.repeat(static[None, :], b, axis=0), dtype=torch.float32, device=dev)
+    rows = static if static.ndim == 2 else np.repeat(static[None, :], b, axis=0)
+    s = torch.as_tensor(rows, dtype=torch.float32, device=dev)
     if state is None:
         st = model.init_state(s)
     else:
@@ -230,19 +234,78 @@ def explain(
     that raise the risk most, strongest first (at most ``top_k``); if none raises it by
     ``min_weight``, the single strongest group either way.
     """
+    return explain_many(
+        loaded,
+        [window],
+        [static],
+        reference=reference,
+        state=state,
+        top_k=top_k,
+        min_weight=min_weight,
+    )[0]
+
+
+def explain_many(
+    loaded: _Loaded,
+    windows: Sequence[np.ndarray],
+    statics: Sequence[np.ndarray],
+    *,
+    reference: Mapping[str, float] | np.ndarray | None = None,
+    state: Mapping[str, torch.Tensor] | None = None,
+    top_k: int = 3,
+    min_weight: float = 0.005,
+) -> list[list[Contribution]]:
+    """``explain`` for many predictions at once: one occlusion replay per window length.
+
+    A worker raises many alerts in one batch; replaying each alone costs a model step per
+    day per alert, batching them costs a step per day.
+    """
     names = list(loaded.spec.day_features)
-    window = np.asarray(window, dtype=np.float32)
-    if window.ndim != 2 or window.shape[1] != len(names) or window.shape[0] == 0:
-        raise ValueError(f"window must be [T>0, {len(names)}] day vectors, got {window.shape}")
+    arrs = [np.asarray(w, dtype=np.float32) for w in windows]
+    for w in arrs:
+        if w.ndim != 2 or w.shape[1] != len(names) or w.shape[0] == 0:
+            raise ValueError(f"window must be [T>0, {len(names)}] day vectors, got {w.shape}")
+    if state is not None and len(arrs) != 1:
+        raise ValueError("a starting state can only be given for one window")
     ref = _reference_vector(reference, loaded, names)
     against = COURSE if reference is not None else TYPICAL
     groups = feature_groups(names)
-    batch = np.repeat(window[None], len(groups) + 1, axis=0)
-    for k, g in enumerate(groups, start=1):
-        batch[k][:, list(g.indices)] = ref[list(g.indices)]
-    risks = _replay(loaded, batch, np.asarray(static, dtype=np.float32), state)
-    weights = risks[0] - risks[1:]
-    texts = [describe(g, window, ref, names, against) for g in groups]
+    g1 = len(groups) + 1
+    by_len: dict[int, list[int]] = {}
+    for i, w in enumerate(arrs):
+        by_len.setdefault(w.shape[0], []).append(i)
+    weights: list[np.ndarray] = [np.empty(0)] * len(arrs)
+    for items in by_len.values():
+        batch = np.repeat(np.stack([arrs[i] for i in items]), g1, axis=0)  # item-major
+        for n in range(len(items)):
+            for k, g in enumerate(groups, start=1):
+                batch[n * g1 + k][:, list(g.indices)] = ref[list(g.indices)]
+        rows = np.repeat(
+            np.stack([np.asarray(statics[i], dtype=np.float32) for i in items]), g1, axis=0
+        )
+        risks = _replay(loaded, batch, rows, state).reshape(len(items), g1)
+        for n, i in enumerate(items):
+            weights[i] = risks[n, 0] - risks[n, 1:]
+    return [
+        _choose(
+            weights[i],
+            groups,
+            [describe(g, arrs[i], ref, names, against) for g in groups],
+            top_k,
+            min_weight,
+        )
+        for i in range(len(arrs))
+    ]
+
+
+def _choose(
+    weights: np.ndarray,
+    groups: Sequence[FeatureGroup],
+    texts: list[str],
+    top_k: int,
+    min_weight: float,
+) -> list[Contribution]:
+    """The groups that raise the risk most, without saying the same silence twice."""
     order = np.argsort(-weights, kind="stable")
     chosen: list[int] = []
     for i in (int(i) for i in order if weights[i] >= min_weight):

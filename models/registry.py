@@ -250,32 +250,62 @@ class Registry:
             _write_json(tmp / "thresholds.json", thresholds.to_dict())
             _write_json(tmp / "metrics.json", metrics)
             _write_json(tmp / "data.json", data_summary)
-            for _ in range(100):
-                existing = self._version_dirs()
-                n = int(existing[-1][1:]) + 1 if existing else 1
-                version = f"v{n:04d}"
-                meta = {
-                    "version": version,
+            version = self._place(
+                tmp,
+                {
                     "kind": kind,
                     "created": datetime.now(UTC).isoformat(),
                     "spec_hash": spec.hash(),
                     "parent": parent,
                     "notes": notes,
-                }
-                _write_json(tmp / "meta.json", meta)
-                try:
-                    os.rename(tmp, self.root / version)
-                except OSError:
-                    continue  # someone published the same number first
-                break
-            else:
-                raise RegistryError(f"could not allocate a version directory in {self.root}")
+                },
+            )
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if make_current:
             self.set_current(version)
         return version
+
+    def import_version(self, src: Path, make_current: bool = True) -> str:
+        """Copy a version directory from elsewhere (e.g. a shipped model) in as the next version.
+
+        Its meta keeps where it came from; loading still checks its feature spec.
+        """
+        src = Path(src)
+        for name in ("model.pt", "model.json", "spec.json", "thresholds.json"):
+            if not (src / name).is_file():
+                raise RegistryError(f"{src} is not a model version: {name} is missing")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
+        try:
+            for f in src.iterdir():
+                if f.is_file() and f.suffix in (".pt", ".json"):
+                    shutil.copy2(f, tmp / f.name)
+            meta = _read_json(tmp / "meta.json") if (tmp / "meta.json").is_file() else {}
+            meta["imported_from"] = str(src)
+            meta.pop("version", None)
+            version = self._place(tmp, meta)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if make_current:
+            self.set_current(version)
+        return version
+
+    def _place(self, tmp: Path, meta: dict[str, Any]) -> str:
+        """Rename a finished temporary directory to the next free version number (atomic)."""
+        for _ in range(100):
+            existing = self._version_dirs()
+            n = int(existing[-1][1:]) + 1 if existing else 1
+            version = f"v{n:04d}"
+            _write_json(tmp / "meta.json", {"version": version, **meta})
+            try:
+                os.rename(tmp, self.root / version)
+            except OSError:
+                continue  # someone published the same number first
+            return version
+        raise RegistryError(f"could not allocate a version directory in {self.root}")
 
     def set_current(self, version: str) -> None:
         if not (self.root / version / "model.pt").is_file():

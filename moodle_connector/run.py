@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from contracts import TOPICS
 from moodle_connector.client import MoodleClient, RetryPolicy
 from moodle_connector.courses import CourseSync
 from moodle_connector.enrich import Enricher
+from moodle_connector.errors import MoodleUnavailable
 from moodle_connector.poller import Poller
 from moodle_connector.sink import AlertSink
 
@@ -100,6 +102,7 @@ class ConnectorConfig:
     sink_max_attempts: int = 5
     enrich: bool = True
     shutdown_grace_s: float = 10.0
+    startup_retry_max_s: float = 60.0
 
     def __repr__(self) -> str:
         return f"ConnectorConfig(moodle_url={self.moodle_url!r}, site={self.site!r}, token=***)"
@@ -142,6 +145,27 @@ def producer_for(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
+async def _check_until_reachable(
+    client: MoodleClient, stop: asyncio.Event, max_delay_s: float
+) -> CheckReport | None:
+    """A site down at start-up is an outage like any other: wait with backoff, do not exit.
+
+    Fatal answers (bad token, web services off) still raise at once: waiting cannot fix them.
+    """
+    delay = 1.0
+    while True:
+        try:
+            return await check_site(client)
+        except MoodleUnavailable as exc:
+            wait = random.uniform(delay / 2, delay)
+            log.warning("moodle unreachable at start; retrying", error=str(exc), retry_in_s=wait)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+                return None
+            except TimeoutError:
+                delay = min(delay * 2, max_delay_s)
+
+
 async def run_connector(cfg: ConnectorConfig, stop: asyncio.Event | None = None) -> dict[str, Any]:
     """Run poller and sink until ``stop`` (or SIGTERM/SIGINT); fatal Moodle errors propagate."""
     stop = stop or asyncio.Event()
@@ -157,7 +181,9 @@ async def run_connector(cfg: ConnectorConfig, stop: asyncio.Event | None = None)
     redis = Redis.from_url(cfg.redis_url)
     producer = producer_for(cfg.kafka_bootstrap)
     try:
-        report = await check_site(client)
+        report = await _check_until_reachable(client, stop, cfg.startup_retry_max_s)
+        if report is None:  # stopped while Moodle was still down
+            return {}
         log.info("connected", site=cfg.site, sitename=report.sitename, release=report.release)
         if cfg.poll and "local_riskstream_get_events" in report.missing_required:
             from moodle_connector.errors import FunctionMissing

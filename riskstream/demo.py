@@ -67,6 +67,7 @@ class DemoConfig:
     timeout_s: float = 240.0
     worker_cmd: tuple[str, ...] = (sys.executable, "-m", "riskstream", "worker")
     train_cmd: tuple[str, ...] = (sys.executable, "-m", "riskstream", "train", "--quick")
+    use_shipped: bool = True
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -299,6 +300,8 @@ class Demo:
         # a short session timeout: the worker's first group join takes half of it
         return {
             "RISKSTREAM_STREAM_SESSION_TIMEOUT_MS": "6000",
+            # students who stop clicking are the ones to catch: advance them day by day
+            "RISKSTREAM_STREAM_SWEEP": "true",
             **os.environ,
             **self.cfg.env,
             "RISKSTREAM_KAFKA_BOOTSTRAP": self.cfg.bootstrap,
@@ -316,6 +319,9 @@ class Demo:
         if version:
             self.console.print(f"model: [bold]{version}[/] from {self.cfg.registry}")
             return version
+        shipped = self._import_shipped(reg)
+        if shipped:
+            return shipped
         self.console.print(
             f"no model in {self.cfg.registry}: training a small one "
             f"([dim]{' '.join(self.cfg.train_cmd[1:])}[/])"
@@ -331,6 +337,25 @@ class Demo:
         if proc.returncode != 0 or not version:
             raise DemoError(f"training failed (exit {proc.returncode}); see {log}")
         self.console.print(f"model: trained [bold]{version}[/] in {time.monotonic() - t0:.0f}s")
+        return version
+
+    def _import_shipped(self, reg: Any) -> str | None:
+        """The model the project trained and ships (models/pretrained), if this code can load it."""
+        from models.pretrained import SHIPPED
+        from models.registry import RegistryError
+
+        if not self.cfg.use_shipped or not SHIPPED.is_dir():
+            return None
+        try:
+            version = str(reg.import_version(SHIPPED))
+            reg.load(version)
+        except (RegistryError, OSError) as exc:  # SpecMismatchError is a RegistryError
+            self.console.print(f"[yellow]shipped model not usable here ({exc})[/]")
+            return None
+        self.console.print(
+            f"model: [bold]{version}[/], the shipped OULAD model (trained with "
+            "[dim]riskstream train[/]; see README, Training)"
+        )
         return version
 
     def run(self, stack_up: Callable[[], None]) -> Summary:

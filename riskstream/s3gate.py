@@ -52,10 +52,13 @@ class _Gate(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes, head: bool) -> None:
         self.send_response(status)
+        length = str(len(body))
         for k, v in headers:
-            if k.lower() not in _HOP:
+            if head and k.lower() == "content-length":
+                length = v  # HEAD: the object's size, which clients (object_store) rely on
+            elif k.lower() not in _HOP:
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if not head and body:
             self.wfile.write(body)

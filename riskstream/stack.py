@@ -337,7 +337,9 @@ class Stack:
             "--appendonly",
             "yes" if self.redis_appendonly else "no",
             "--appendfsync",
-            "everysec",
+            # The worker writes once per batch and commits offsets after the write returns, so
+            # an acknowledged write must already be on disk: one fsync per batch, not per event.
+            "always",
             "--save",
             "",
             "--daemonize",

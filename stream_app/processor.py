@@ -106,7 +106,10 @@ class ModelHandle:
 
 
 # (loaded model, window [T, n_day], static [n_static]) -> (contributions, sentence)
-Explainer = Callable[[Any, np.ndarray, np.ndarray], tuple[list[Contribution], str]]
+#: (loaded model, windows [T_i, n_day], statics [n_static]) -> (contributions, sentence) each
+Explainer = Callable[
+    [Any, list[np.ndarray], list[np.ndarray]], list[tuple[list[Contribution], str]]
+]
 
 
 @dataclass
@@ -685,25 +688,25 @@ class Processor:
         assert explainer is not None
 
         def work() -> list[RiskAlert]:
-            done = []
+            windows, statics = [], []
             for al in alerts:
                 s = by_key[StudentKey(al.site, al.course_id, al.user_id)]
                 prof = decode(StudentProfile, s.profile) if s.profile else None
                 win = s.st.win if s.st.win is not None else np.zeros((0, handle.n_day))
                 assert s.st.acc is not None and s.st.day is not None
                 open_vec = fz.day_vector(s.st.acc, s.st.day, s.cal)[None, :]
-                window = np.concatenate([win, open_vec]).astype(np.float32)
-                try:
-                    with torch.inference_mode():
-                        contrib, text = explainer(
-                            handle.loaded, window, np.asarray(fz.static_vector(prof), np.float32)
-                        )
-                except Exception as exc:  # never lose an alert over its explanation
-                    log.warning("explain.failed", error=str(exc), alert_id=al.alert_id)
-                    contrib, text = [], ""
-                contrib = list(contrib)[:10]
-                done.append(al.model_copy(update={"contributions": contrib, "explanation": text}))
-            return done
+                windows.append(np.concatenate([win, open_vec]).astype(np.float32))
+                statics.append(np.asarray(fz.static_vector(prof), np.float32))
+            try:  # one replay for the whole batch's alerts
+                with torch.inference_mode():
+                    explained = explainer(handle.loaded, windows, statics)
+            except Exception as exc:  # never lose an alert over its explanation
+                log.warning("explain.failed", error=str(exc), alerts=len(alerts))
+                explained = [([], "")] * len(alerts)
+            return [
+                al.model_copy(update={"contributions": list(contrib)[:10], "explanation": text})
+                for al, (contrib, text) in zip(alerts, explained, strict=True)
+            ]
 
         result: list[RiskAlert] = await self.engine.call(work)
         return result

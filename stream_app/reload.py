@@ -35,13 +35,12 @@ def find_explainer() -> Explainer | None:
     """models.explain.explain when the models package provides it, else None (alerts then
     carry no contributions; the stream never invents its own explanation)."""
     try:
-        from models.explain import explain, sentence
+        from models.explain import explain_many, sentence
     except ImportError:
         return None
 
-    def run(loaded: Any, window: Any, static: Any) -> tuple[list[Any], str]:
-        contributions = explain(loaded, window, static)
-        return contributions, sentence(contributions)
+    def run(loaded: Any, windows: Any, statics: Any) -> list[tuple[list[Any], str]]:
+        return [(cs, sentence(cs)) for cs in explain_many(loaded, windows, statics)]
 
     return run
 

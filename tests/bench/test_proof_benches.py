@@ -52,3 +52,14 @@ def test_redis_memory_bench_measures_bytes_per_enrolment(tmp_path: Path) -> None
     assert [r["course_day"] for r in rows] == [5, 40]
     # a longer history (trajectory) costs more, and a state is at least its h and c
     assert rows[1]["bytes_per_enrolment"] > rows[0]["bytes_per_enrolment"] > 2 * 128 * 4
+
+
+def test_cuda_inference_equals_cpu_on_the_same_batch() -> None:
+    """The GPU path (issue 7): same batch, same model, risk within 1e-4 of the CPU's."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    model, n_day, n_static, _ = bench_inference.load_model(None, hidden=128, seed=0)
+    diff = bench_inference.cuda_matches_cpu(model, (n_day, n_static, 128), b=2048)
+    assert diff["step_max_abs_diff"] <= 1e-4 and diff["forward100_max_abs_diff"] <= 1e-4

@@ -153,3 +153,23 @@ def test_silence_everywhere_is_said_once() -> None:
     texts = [c.text for c in got]
     assert texts[0] == "no activity in the course for 14 days"
     assert not any(t.startswith("no quiz") for t in texts)
+
+
+def test_explain_many_equals_one_at_a_time_for_mixed_window_lengths(tmp_path: Any) -> None:
+    """The worker explains a batch's alerts in one replay; the answers must not change."""
+    from models.explain import explain_many
+    from models.registry import Registry
+    from models.testing import tiny_model
+
+    loaded = Registry(tmp_path).load(tiny_model(tmp_path, hidden=8, seed=5))
+    rng = np.random.default_rng(0)
+    n_day, n_static = loaded.spec.n_day, loaded.spec.n_static
+    windows = [rng.random((t, n_day)).astype(np.float32) for t in (29, 5, 29, 1, 12, 5)]
+    statics = [rng.random(n_static).astype(np.float32) for _ in windows]
+    batched = explain_many(loaded, windows, statics)
+    single = [explain(loaded, w, s) for w, s in zip(windows, statics, strict=True)]
+    assert [[c.feature for c in cs] for cs in batched] == [[c.feature for c in cs] for cs in single]
+    for bs, ss in zip(batched, single, strict=True):
+        for b, s in zip(bs, ss, strict=True):
+            assert b.text == s.text
+            assert abs(b.weight - s.weight) < 1e-5

