@@ -214,12 +214,21 @@ def _precision_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float |
     return float(ps[int(np.flatnonzero(ok)[-1])])
 
 
+#: Days on which alert thresholds are calibrated. Early in a course everyone's risk sits near
+#: the base rate, so a threshold chosen here does not hold before the first of these days.
+CALIBRATION_DAYS: tuple[int, ...] = (28, 42, 56)
+
+
 def choose_thresholds(
     t: DayTensors, pred: dict[str, np.ndarray], target_precision: float
 ) -> tuple[Thresholds, dict[str, Any]]:
-    """high = reaches ``target_precision`` at days 28-56; medium = 3/4 of the way there."""
+    """high = reaches ``target_precision`` at days 28-56; medium = 3/4 of the way there.
+
+    ``min_days`` is the first calibration day: the policy never alerts where the thresholds
+    were not measured (on OULAD, day-6 risks crossed ``medium`` for almost every student).
+    """
     ys, ps = [], []
-    for d in (28, 42, 56):
+    for d in CALIBRATION_DAYS:
         if d < t.x.shape[1]:
             m = t.registered_at(d)
             ys.append(t.label[m])
@@ -235,7 +244,7 @@ def choose_thresholds(
         medium=med,
         high=hi,
         rearm=max(0.0, med - 0.1),
-        min_days=7,
+        min_days=CALIBRATION_DAYS[0],
         cooldown_days=7,
     )
     info = {
