@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from bench._load import paced_send
 from bench._report import console, table, write
 from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode
 from riskstream.kafka_admin import ensure_topics
@@ -88,37 +89,6 @@ def bench_registry(root: Path, given: Path | None) -> Path:
         data_summary={"source": "bench_e2e (random init, widened head)"},
     )
     return root
-
-
-def paced_send(
-    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float
-) -> None:
-    """Child process: send at ``rate`` events/s in 5 ms ticks; CreateTime = send time."""
-
-    async def run() -> None:
-        from aiokafka import AIOKafkaProducer
-
-        p = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=1
-        )
-        await p.start()
-        t0 = time.perf_counter()
-        sent = 0
-        futs = []
-        while sent < len(payloads):
-            due = min(len(payloads), int((time.perf_counter() - t0) * rate) + 1)
-            while sent < due:
-                k, v = payloads[sent]
-                futs.append(await p.send(topic, v, key=k))
-                sent += 1
-            if len(futs) > 5000:
-                await asyncio.gather(*futs)
-                futs = []
-            await asyncio.sleep(0.005)
-        await asyncio.gather(*futs)
-        await p.stop()
-
-    asyncio.run(run())
 
 
 async def send_all(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._load import paced_send  # noqa: E402
 from contracts import TOPICS, CourseCalendar, LmsEvent, encode  # noqa: E402
 from stream_app.records import InRecord, OutRecord  # noqa: E402
 
@@ -127,34 +128,6 @@ async def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]
     finally:
         await p.stop()
     return time.perf_counter() - t0
-
-
-def paced_producer(
-    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float
-) -> None:
-    """Child process: send at ``rate`` events/s in 5 ms ticks (record timestamps = send time)."""
-
-    async def run() -> None:
-        from aiokafka import AIOKafkaProducer
-
-        p = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=0
-        )
-        await p.start()
-        t0 = time.perf_counter()
-        sent = 0
-        futs = []
-        while sent < len(payloads):
-            due = min(len(payloads), int((time.perf_counter() - t0) * rate) + 1)
-            while sent < due:
-                k, v = payloads[sent]
-                futs.append(await p.send(topic, v, key=k))
-                sent += 1
-            await asyncio.sleep(0.005)
-        await asyncio.gather(*futs)
-        await p.stop()
-
-    asyncio.run(run())
 
 
 async def seed_calendars(redis_url: str, cals: dict[int, CourseCalendar]) -> None:
@@ -602,7 +575,7 @@ def main() -> None:
         asyncio.run(ensure_topics(st.bootstrap, (topic2,), 4))
         asyncio.run(seed_calendars(st.redis_url, cals))
         prod = mp.get_context("fork").Process(
-            target=paced_producer, args=(st.bootstrap, topic2, lat_payloads, args.rate)
+            target=paced_send, args=(st.bootstrap, topic2, lat_payloads, args.rate)
         )
         lat = asyncio.run(
             run_aiokafka(
