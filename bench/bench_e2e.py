@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from bench._data import oulad_dir
 from bench._load import paced_send
 from bench._report import console, table, write
 from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode
@@ -39,15 +40,6 @@ from riskstream.kafka_admin import ensure_topics
 from riskstream.stack import Stack, free_port
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def oulad_dir() -> Path:
-    if os.environ.get("RISKSTREAM_DATA_DIR"):
-        return Path(os.environ["RISKSTREAM_DATA_DIR"])
-    for p in REPO.parents:
-        if (p / "shared" / "datasets" / "oulad").is_dir():
-            return p / "shared" / "datasets" / "oulad"
-    return REPO.parent / "shared" / "datasets" / "oulad"
 
 
 def load_events(

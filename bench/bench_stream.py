@@ -39,20 +39,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._data import oulad_dir  # noqa: E402
 from bench._load import paced_send  # noqa: E402
 from contracts import TOPICS, CourseCalendar, LmsEvent, encode  # noqa: E402
 from stream_app.records import InRecord, OutRecord  # noqa: E402
 
 SITE = "oulad"
-
-
-def _oulad_dir() -> Path:
-    if os.environ.get("RISKSTREAM_DATA_DIR"):
-        return Path(os.environ["RISKSTREAM_DATA_DIR"])
-    for p in REPO.parents:
-        if (p / "shared" / "datasets" / "oulad").is_dir():
-            return p / "shared" / "datasets" / "oulad"
-    return REPO.parent / "shared" / "datasets" / "oulad"
 
 
 # -- data --------------------------------------------------------------------------------
@@ -438,7 +430,7 @@ def main() -> None:
     ap.add_argument("--memory-enrolments", type=int, default=100_000)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--registry", type=Path, default=None, help="use this registry's current model")
-    ap.add_argument("--data-dir", type=Path, default=_oulad_dir())
+    ap.add_argument("--data-dir", type=Path, default=oulad_dir())
     ap.add_argument("--module", default="FFF")
     ap.add_argument("--presentation", default="2013J")
     ap.add_argument("--skip-faust", action="store_true")

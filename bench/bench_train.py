@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from bench._data import oulad_dir
 from bench._report import console, table, write
-from bench.bench_e2e import oulad_dir
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
