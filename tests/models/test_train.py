@@ -104,6 +104,10 @@ def test_train_publish_and_finetune(tmp_path: Path) -> None:
     loaded = reg.load()
     assert loaded.version == "v0001" and loaded.metrics["training"]["best_epoch"] >= 1
     assert loaded.thresholds.rearm <= loaded.thresholds.medium <= loaded.thresholds.high
+    # no alert before the first day the thresholds were calibrated on
+    from models.train import CALIBRATION_DAYS
+
+    assert loaded.thresholds.min_days == CALIBRATION_DAYS[0] == 28
     ft = train(
         OULAD_DIR,
         tmp_path / "reg",
