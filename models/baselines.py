@@ -24,9 +24,12 @@ def aggregate_features(
     """One row per enrolment: aggregates of days 0..cutoff plus the static features.
 
     ``days`` is [N, T, n_day]; ``active`` [N, T] marks days with any activity (default: any
-    non-zero day feature). Per day feature: mean over 0..D, mean over each recent window, max;
-    then the share of active days, the days since the last active day and the active days in
-    the last week. Nothing after day ``cutoff`` is read.
+    non-zero day feature). Per day feature: mean over 0..D, mean over each recent window, max,
+    mean over the days it was non-zero (average grade over graded days, clicks per active
+    day) and days since it was last non-zero; then the share of active days, the days since
+    the last active day and the active days in the last week. Nothing after day ``cutoff`` is
+    read. These are the summaries the LSTM computes as running aggregates
+    (``models.aggregates``), so both sides see the same information.
     """
     if days.ndim != 3:
         raise ValueError(f"days must be [N, T, n_day], got shape {days.shape}")
@@ -39,7 +42,11 @@ def aggregate_features(
     for w in WINDOWS:
         parts.append(upto[:, max(0, d + 1 - w) :, :].mean(axis=1))
     parts.append(upto.max(axis=1))
+    nz = upto != 0
+    parts.append(upto.sum(axis=1) / np.maximum(nz.sum(axis=1), 1))
     span = np.arange(d + 1)
+    last_nz = np.where(nz, span[None, :, None], -1).max(axis=1)
+    parts.append((d - last_nz).astype(np.float32))  # never non-zero: d + 1
     last = np.where(act, span[None, :], -1).max(axis=1)
     since_last = np.where(last >= 0, d - last, d + 1).astype(np.float32)
     parts.append(
@@ -64,6 +71,8 @@ def aggregate_names(day_names: Sequence[str], static_names: Sequence[str]) -> li
     for w in WINDOWS:
         names += [f"mean{w}d_{f}" for f in day_names]
     names += [f"max_{f}" for f in day_names]
+    names += [f"meanactive_{f}" for f in day_names]
+    names += [f"since_{f}" for f in day_names]
     names += ["active_share", "days_since_active", "active_days_7d"]
     names += list(static_names)
     return names

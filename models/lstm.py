@@ -13,7 +13,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-ModelState = dict[str, Tensor]
+from models.aggregates import (
+    ModelState,
+    aggregate_sequence,
+    aggregate_state,
+    aggregate_step,
+    n_aggregate_inputs,
+)
+
+__all__ = ["LstmRisk", "ModelState", "RiskHeads", "RiskOutputs", "outputs_from_logits"]
 
 
 class RiskOutputs(NamedTuple):
@@ -32,63 +40,25 @@ class RiskHeads(nn.Module):
     student is with what the LSTM has seen non-linearly (a linear head only adds them).
     """
 
-    def __init__(self, hidden: int, n_static: int, dropout: float, mid: int = 0) -> None:
+    def __init__(
+        self, hidden: int, n_static: int, dropout: float, mid: int = 0, n_skip: int = 0
+    ) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
-        self.mid = nn.Sequential(nn.Linear(hidden + n_static, mid), nn.ReLU()) if mid else None
-        self.out = nn.Linear(mid or hidden + n_static, 3)
+        n_in = hidden + n_skip + n_static
+        self.mid = nn.Sequential(nn.Linear(n_in, mid), nn.ReLU()) if mid else None
+        self.out = nn.Linear(mid or n_in, 3)
 
-    def forward(self, h: Tensor, static: Tensor) -> Tensor:
+    def forward(self, h: Tensor, static: Tensor, skip: Tensor | None = None) -> Tensor:
+        """``skip``: inputs the heads see directly, beside the hidden state (same shape
+        prefix as ``h``)."""
         if h.dim() == 3:
             static = static.unsqueeze(1).expand(-1, h.shape[1], -1)
-        z = torch.cat([self.drop(h), static], dim=-1)
+        parts = [self.drop(h)] if skip is None else [self.drop(h), skip]
+        z = torch.cat([*parts, static], dim=-1)
         if self.mid is not None:
             z = self.mid(z)
         return self.out(z)
-
-
-#: decay rates of the running averages (about one week and one month)
-EMA_RATES: tuple[float, ...] = (1.0 / 7.0, 1.0 / 28.0)
-
-
-def aggregate_state(x0: Tensor, n_day: int) -> ModelState:
-    """Zero running aggregates for a batch (``x0`` gives batch size, dtype, device)."""
-    b = x0.shape[0]
-    return {
-        "agg_sum": x0.new_zeros(b, n_day),
-        "agg_n": x0.new_zeros(b, 1),
-        "ema": x0.new_zeros(b, len(EMA_RATES) * n_day),
-    }
-
-
-def aggregate_step(state: ModelState, x: Tensor) -> tuple[ModelState, Tensor]:
-    """Advance the running aggregates by one day; returns [x, mean so far, EMAs] [B, 4*n_day].
-
-    They hand the recurrent layer the course-so-far and recent averages (what the tabular
-    baselines are built on) so it need not learn to count over 200 steps; being plain
-    recurrences they run identically in training and in the stream.
-    """
-    total = state["agg_sum"] + x
-    n = state["agg_n"] + 1.0
-    prev = state["ema"].view(x.shape[0], len(EMA_RATES), -1)
-    emas = [(1.0 - a) * prev[:, i] + a * x for i, a in enumerate(EMA_RATES)]
-    ema = torch.stack(emas, dim=1).view(x.shape[0], -1)
-    new = {"agg_sum": total, "agg_n": n, "ema": ema}
-    return new, torch.cat([x, total / n, ema], dim=-1)
-
-
-def aggregate_sequence(x: Tensor) -> Tensor:
-    """``aggregate_step`` over a whole sequence: x [B, T, n_day] -> [B, T, 4*n_day]."""
-    state = aggregate_state(x[:, 0], x.shape[-1])
-    out = []
-    for t in range(x.shape[1]):
-        state, feats = aggregate_step(state, x[:, t])
-        out.append(feats)
-    return torch.stack(out, dim=1)
-
-
-def n_aggregate_inputs(n_day: int) -> int:
-    return n_day * (2 + len(EMA_RATES))
 
 
 def outputs_from_logits(logits: Tensor) -> RiskOutputs:
@@ -97,7 +67,13 @@ def outputs_from_logits(logits: Tensor) -> RiskOutputs:
 
 
 class LstmRisk(nn.Module):
-    """LSTM risk model; ``kind`` names it in the registry."""
+    """LSTM risk model; ``kind`` names it in the registry.
+
+    ``aggregates`` feeds the LSTM running averages besides the day vector, ``summaries`` adds
+    running max, mean-when-active and recency (see ``models.aggregates``), ``head_skip``
+    lets the heads read those aggregates directly (a wide-and-deep skip: the LSTM then only
+    has to add what the summaries miss).
+    """
 
     kind = "lstm"
 
@@ -109,14 +85,19 @@ class LstmRisk(nn.Module):
         dropout: float = 0.5,
         aggregates: bool = False,
         head_hidden: int = 0,
+        summaries: bool = False,
+        head_skip: bool = False,
     ) -> None:
         super().__init__()
+        if (summaries or head_skip) and not aggregates:
+            raise ValueError("summaries and head_skip need aggregates=True")
         self.n_day, self.n_static, self.hidden, self.dropout = n_day, n_static, hidden, dropout
         self.aggregates, self.head_hidden = aggregates, head_hidden
-        n_in = n_aggregate_inputs(n_day) if aggregates else n_day
+        self.summaries, self.head_skip = summaries, head_skip
+        n_in = n_aggregate_inputs(n_day, summaries) if aggregates else n_day
         self.in_drop = nn.Dropout(min(dropout, 0.2))
         self.lstm = nn.LSTM(n_in + n_static, hidden, batch_first=True)
-        self.heads = RiskHeads(hidden, n_static, dropout, head_hidden)
+        self.heads = RiskHeads(hidden, n_static, dropout, head_hidden, n_in if head_skip else 0)
 
     def config(self) -> dict[str, object]:
         """Constructor arguments, stored by the registry."""
@@ -127,6 +108,8 @@ class LstmRisk(nn.Module):
             "dropout": self.dropout,
             "aggregates": self.aggregates,
             "head_hidden": self.head_hidden,
+            "summaries": self.summaries,
+            "head_skip": self.head_skip,
         }
 
     def init_state(self, static: Tensor) -> ModelState:
@@ -134,7 +117,7 @@ class LstmRisk(nn.Module):
         z = static.new_zeros(b, self.hidden)
         state = {"h": z, "c": z.clone(), "static": static}
         if self.aggregates:
-            state.update(aggregate_state(static, self.n_day))
+            state.update(aggregate_state(static, self.n_day, self.summaries))
         return state
 
     def _inputs(self, x: Tensor, static: Tensor) -> Tensor:
@@ -146,11 +129,11 @@ class LstmRisk(nn.Module):
         static = state["static"]
         new: ModelState = {}
         if self.aggregates:
-            new, x = aggregate_step(state, x)
+            new, x = aggregate_step(state, x, self.summaries)
         inp = self._inputs(x, static).unsqueeze(1)
         out, (h, c) = self.lstm(inp, (state["h"].unsqueeze(0), state["c"].unsqueeze(0)))
         new.update({"h": h.squeeze(0), "c": c.squeeze(0), "static": static})
-        return new, self.heads(out[:, 0], static)
+        return new, self.heads(out[:, 0], static, x if self.head_skip else None)
 
     def step(self, state: ModelState, x: Tensor) -> tuple[ModelState, RiskOutputs]:
         """Advance one day: x [B, n_day] -> new state and outputs [B]."""
@@ -160,9 +143,9 @@ class LstmRisk(nn.Module):
     def logits(self, x: Tensor, static: Tensor) -> Tensor:
         """Training path: x [B, T, n_day], static [B, n_static] -> logits [B, T, 3]."""
         if self.aggregates:
-            x = aggregate_sequence(x)
+            x = aggregate_sequence(x, self.summaries)
         out, _ = self.lstm(self._inputs(x, static))
-        return self.heads(out, static)
+        return self.heads(out, static, x if self.head_skip else None)
 
     def forward(self, x: Tensor, static: Tensor) -> RiskOutputs:
         """Outputs after every day: each field [B, T]."""

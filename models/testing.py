@@ -19,21 +19,28 @@ def tiny_model(
     seed: int = 0,
     constant_risk: float | None = None,
     aggregates: bool = True,
+    summaries: bool = True,
     spec: FeatureSpec = DEFAULT_SPEC,
     thresholds: Thresholds | None = None,
 ) -> str:
     """Publish a small randomly initialised model into ``registry_root`` and make it current.
 
     ``constant_risk`` pins the risk head to that probability for every input (zero weights,
-    bias = logit), so stream/alert tests can choose whether alerts fire. ``aggregates`` matches
-    the trainer's default (state then also holds agg_sum, agg_n, ema). Returns the version.
+    bias = logit), so stream/alert tests can choose whether alerts fire. ``aggregates`` and
+    ``summaries`` match the trainer's defaults (the state then also holds the running
+    aggregates, and the heads read them). Returns the version.
     """
     from models.registry import model_class
 
     torch.manual_seed(seed)
     cls = model_class(kind)
     model = cls(  # type: ignore[call-arg]
-        n_day=spec.n_day, n_static=spec.n_static, hidden=hidden, aggregates=aggregates
+        n_day=spec.n_day,
+        n_static=spec.n_static,
+        hidden=hidden,
+        aggregates=aggregates,
+        summaries=summaries and aggregates,
+        head_skip=summaries and aggregates,
     )
     if constant_risk is not None:
         p = min(max(constant_risk, 1e-6), 1 - 1e-6)

@@ -49,6 +49,8 @@ class TrainConfig:
     dropout: float = 0.5
     aggregates: bool = True  # running mean + weekly/monthly averages as extra LSTM inputs
     head_hidden: int = 64  # shared ReLU layer in the heads (0 = linear heads)
+    summaries: bool = True  # running max, mean-when-active, recency as inputs
+    head_skip: bool = True  # heads read the aggregates directly (wide-and-deep skip)
     epochs: int = 60
     batch_size: int = 32  # small batches: 4x the Adam steps for the same CPU time
     lr: float = 1e-3
@@ -515,6 +517,8 @@ def train(
                 dropout=cfg.dropout,
                 aggregates=cfg.aggregates,
                 head_hidden=cfg.head_hidden,
+                summaries=cfg.summaries,
+                head_skip=cfg.head_skip,
             )
         model.to(device)
         if len(splits) > 1:

@@ -34,6 +34,9 @@ def train(
         780.0, min=0, help="Stop training after this many seconds, keeping the best epoch"
     ),
     seed: int = typer.Option(0, help="Random seed"),
+    threads: int = typer.Option(
+        0, min=0, help="CPU threads for torch (0 = auto: 1 on a busy machine, else all cores)"
+    ),
     quick: bool = typer.Option(False, help="Small fast model for the demo (well under a minute)"),
     make_current: bool = typer.Option(True, help="Point `current` at the new version"),
 ) -> None:
@@ -57,6 +60,7 @@ def train(
         "device": s.device,
         "cache_dir": s.cache_dir,
         "make_current": make_current,
+        "threads": threads or None,
         "train_presentations": _pres(train_presentations),
         "valid_presentations": _pres(valid_presentations),
         "module": module or None,

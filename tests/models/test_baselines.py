@@ -25,6 +25,8 @@ def test_aggregates_read_nothing_after_the_cutoff() -> None:
     assert col["days_since_active"] == 5.0
     assert col["active_share"] == pytest.approx(1 / 11)
     assert col["s"] == 1.0
+    assert col["since_a"] == 5.0 and col["since_b"] == 11.0  # never non-zero: D + 1
+    assert col["meanactive_a"] == 2.0  # the mean over the one day it was non-zero
     other = dict(zip(names, x[1], strict=True))
     assert other["max_b"] == 0.0 and other["days_since_active"] == 11.0
     # changing the future changes nothing

@@ -16,8 +16,20 @@ from models.lstm import LstmRisk
         lambda: CnnLstmRisk(n_day=6, n_static=3, hidden=16, channels=5, kernel=4),
         lambda: LstmRisk(n_day=6, n_static=3, hidden=16, aggregates=True, head_hidden=8),
         lambda: CnnLstmRisk(n_day=6, n_static=3, hidden=16, kernel=3, aggregates=True),
+        lambda: LstmRisk(
+            n_day=6, n_static=3, hidden=16, aggregates=True, summaries=True, head_skip=True
+        ),
+        lambda: CnnLstmRisk(
+            n_day=6,
+            n_static=3,
+            hidden=16,
+            kernel=3,
+            aggregates=True,
+            summaries=True,
+            head_skip=True,
+        ),
     ],
-    ids=["lstm", "cnn_lstm", "lstm+agg", "cnn_lstm+agg"],
+    ids=["lstm", "cnn_lstm", "lstm+agg", "cnn_lstm+agg", "lstm+summ", "cnn_lstm+summ"],
 )
 def test_step_equals_forward(make) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
