@@ -96,7 +96,7 @@ class LoadedModel:
 
 
 def model_class(kind: str) -> type[nn.Module]:
-    """Model class for a registry ``kind`` ('lstm', 'cnn_lstm')."""
+    """Model class for a registry ``kind`` ('lstm', 'cnn_lstm', 'ensemble')."""
     if kind == "lstm":
         from models.lstm import LstmRisk
 
@@ -105,7 +105,11 @@ def model_class(kind: str) -> type[nn.Module]:
         from models.cnn_lstm import CnnLstmRisk
 
         return CnnLstmRisk
-    raise RegistryError(f"unknown model kind {kind!r}; expected 'lstm' or 'cnn_lstm'")
+    if kind == "ensemble":
+        from models.ensemble import EnsembleRisk
+
+        return EnsembleRisk
+    raise RegistryError(f"unknown model kind {kind!r}; expected 'lstm', 'cnn_lstm' or 'ensemble'")
 
 
 def _write_json(path: Path, data: object) -> None:

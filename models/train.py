@@ -9,8 +9,12 @@ Method (chosen to generalise, not to fit one split):
   has already left. Score (final weighted mark, MSE) and engagement (active in the next 7
   days) are auxiliary heads on the same days.
 - Adam with exponential learning-rate decay, gradient clipping, early stopping on the mean
-  ROC-AUC over the cut-off days, fixed seeds. Batches are length-bucketed and cut after
-  their last registered day, which changes nothing (the model is causal) but saves time.
+  ROC-AUC over the cut-off days (gains under ``min_delta`` are a plateau: past it the model
+  fits the training presentations and a later presentation's AUC falls), fixed seeds.
+  Batches are length-bucketed and cut after their last registered day, which changes
+  nothing (the model is causal) but saves time.
+- ``members`` > 1 trains that many seeds (in parallel processes on CPU) and publishes their
+  average as one ``EnsembleRisk``.
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ class TrainConfig:
     lr: float = 1e-3
     lr_decay: float = 0.95  # per epoch (exponential)
     patience: int = 10
+    min_delta: float = 0.002  # a holdout gain below this is a plateau, not progress
     grad_clip: float = 1.0
     weight_averaging: float = 0.998  # EMA of the weights (Polyak); 0 = off
     click_augment: float = 0.0  # per-course click-volume jitter (log-normal sigma); 0 = off
     score_weight: float = 0.5
+    day_weight_power: float = 0.0  # loss weight ((t + 7) / 7) ** -p per day t; 0 = uniform
+    weight_decay: float = 0.01  # AdamW's decoupled decay (0 = plain Adam)
     engagement_weight: float = 0.2
     holdout: float = 0.1  # share of training students for early stopping and thresholds
     train_presentations: tuple[str, ...] = ("2013B", "2013J")
@@ -76,6 +83,8 @@ class TrainConfig:
     spec: FeatureSpec = field(default_factory=lambda: DEFAULT_SPEC)
     threads: int | None = None
     make_current: bool = True
+    members: int = 1  # >1: an ensemble of this many seeds (logits averaged)
+    member_procs: int = 0  # parallel processes for the members (0 = one per core, CPU only)
 
 
 @dataclass
@@ -320,6 +329,11 @@ def _loss(
     logits = model.logits(x, s)  # type: ignore[operator]
     mask = torch.as_tensor(tg["mask"][idx, :T], device=device, dtype=torch.float32)
     y = torch.as_tensor(t.label[idx], device=device, dtype=torch.float32)[:, None].expand(-1, T)
+    if cfg.day_weight_power > 0:
+        # each student has ~200 late days and 28 early ones: without this the late days
+        # dominate the loss and are fitted (and over-fitted) first
+        day = torch.arange(T, device=device, dtype=torch.float32)
+        mask = mask * ((day + 7.0) / 7.0).pow(-cfg.day_weight_power)[None, :]
     n = mask.sum().clamp_min(1.0)
     risk = F.binary_cross_entropy_with_logits(
         logits[..., 0], y, pos_weight=pos_weight, reduction="none"
@@ -356,7 +370,11 @@ def fit(
     pos_days = float((mask * train.label[:, None]).sum())
     neg_days = float(mask.sum()) - pos_days
     pos_weight = torch.tensor(neg_days / max(pos_days, 1.0), device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt: torch.optim.Optimizer
+    if cfg.weight_decay > 0:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     rng = np.random.default_rng(cfg.seed)
     # evaluate and keep an exponential moving average of the weights: smoother than the
@@ -404,7 +422,10 @@ def fit(
             "elapsed_s": round(time.monotonic() - start, 1),
         }
         history.append(row)
-        if score > best:
+        if best < 0 or score > best + cfg.min_delta:
+            # on a plateau of the in-distribution holdout the model keeps fitting the
+            # training presentations: on two temporal splits (2013B->2013J, 2013->2014B)
+            # the later presentation's AUC fell from there on, so plateaus do not count
             best, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in avg.state_dict().items()}
         say("epoch_end", {**row, "best": best, "best_epoch": best_epoch})
@@ -427,6 +448,126 @@ def fit(
         "final_lr": lr * cfg.lr_decay ** max(best_epoch, 1),
         "pos_weight": float(pos_weight),
     }
+
+
+def new_model(cfg: TrainConfig) -> nn.Module:
+    """A fresh model of ``cfg.model`` sized by ``cfg`` (seed the RNG first)."""
+    return model_class(cfg.model)(  # type: ignore[call-arg]
+        n_day=cfg.spec.n_day,
+        n_static=cfg.spec.n_static,
+        hidden=cfg.hidden,
+        dropout=cfg.dropout,
+        aggregates=cfg.aggregates,
+        head_hidden=cfg.head_hidden,
+        summaries=cfg.summaries,
+        head_skip=cfg.head_skip,
+    )
+
+
+def member_seed(seed: int, i: int) -> int:
+    return seed + 1000 * i
+
+
+def _member_job(
+    cfg: TrainConfig,
+    i: int,
+    tr: DayTensors,
+    ho: DayTensors,
+    device: str,
+    lr: float,
+    queue: Any,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """One ensemble member in a worker process: one thread, events sent back on ``queue``."""
+    torch.set_num_threads(1)
+    seed = member_seed(cfg.seed, i)
+    _seed_all(seed)
+    model = new_model(cfg).to(device)
+
+    def relay(kind: str, info: dict[str, Any]) -> None:
+        if kind == "epoch_end" or i == 0:  # member 0 drives the progress bar
+            queue.put((kind, {**info, "member": i}))
+
+    info = fit(model, tr, ho, replace(cfg, seed=seed), torch.device(device), lr, relay)
+    return {k: v.cpu() for k, v in model.state_dict().items()}, info
+
+
+def fit_members(
+    cfg: TrainConfig,
+    tr: DayTensors,
+    ho: DayTensors,
+    device: torch.device,
+    lr: float,
+    progress: Progress | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``cfg.members`` models that differ only by seed; one model or an EnsembleRisk.
+
+    On CPU the members train in parallel processes (one thread each: small LSTM kernels gain
+    little from a second thread, a second member gains more). All members share one holdout,
+    so the ensemble's holdout predictions stay clean for the thresholds.
+    """
+    from models.ensemble import EnsembleRisk
+
+    say = progress or (lambda _m, _i: None)
+    if cfg.members <= 1:
+        _seed_all(cfg.seed)
+        model = new_model(cfg).to(device)
+        return model, fit(model, tr, ho, cfg, device, lr, progress)
+    import os
+
+    procs = cfg.member_procs or min(cfg.members, os.cpu_count() or 1)
+    if device.type != "cpu":
+        procs = 1
+    models: list[nn.Module] = []
+    infos: list[dict[str, Any]] = []
+    if procs <= 1:
+        share = None if cfg.time_budget_s is None else cfg.time_budget_s / cfg.members
+        for i in range(cfg.members):
+            say("message", {"text": f"member {i + 1}/{cfg.members}"})
+            seed = member_seed(cfg.seed, i)
+            _seed_all(seed)
+            m = new_model(cfg).to(device)
+            mcfg = replace(cfg, seed=seed, time_budget_s=share)
+            infos.append(fit(m, tr, ho, mcfg, device, lr, progress))
+            models.append(m)
+    else:
+        import multiprocessing as mp
+        import queue as queue_mod
+        from concurrent.futures import ProcessPoolExecutor
+
+        say("message", {"text": f"{cfg.members} members in {procs} processes"})
+        ctx = mp.get_context("spawn")  # fork after torch/OpenMP start-up can hang
+        with ctx.Manager() as manager, ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+            events = manager.Queue()
+            futures = [
+                pool.submit(_member_job, cfg, i, tr, ho, str(device), lr, events)
+                for i in range(cfg.members)
+            ]
+            while not all(f.done() for f in futures):
+                try:
+                    kind, info = events.get(timeout=0.5)
+                except queue_mod.Empty:
+                    continue
+                say(kind, info)
+            for f in futures:
+                state, info = f.result()
+                m = new_model(cfg)
+                m.load_state_dict(state)
+                models.append(m.to(device))
+                infos.append(info)
+    ens = EnsembleRisk.of(models).to(device)
+    ens.eval()
+    info = {
+        "members": infos,
+        "best_epoch": [x["best_epoch"] for x in infos],
+        "best_holdout_mean_auc": float(
+            cutoff_metrics(ho, predict_days(ens, ho, device))["mean_roc_auc"]
+        ),
+        "stopped": [x["stopped"] for x in infos],
+        "final_lr": float(np.mean([x["final_lr"] for x in infos])),
+        "pos_weight": infos[0]["pos_weight"],
+        "history": infos[0]["history"],
+    }
+    return ens, info
 
 
 def _split_holdout(t: DayTensors, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -505,26 +646,27 @@ def train(
         splits = [_split_holdout(full_train, cfg.holdout, cfg.seed)]
     runs = []
     for fi, (tr_idx, ho_idx) in enumerate(splits):
-        _seed_all(cfg.seed + fi)
-        if parent_model is not None:
-            model = parent_model
-            model.train()
-        else:
-            model = model_class(cfg.model)(  # type: ignore[call-arg]
-                n_day=spec.n_day,
-                n_static=spec.n_static,
-                hidden=cfg.hidden,
-                dropout=cfg.dropout,
-                aggregates=cfg.aggregates,
-                head_hidden=cfg.head_hidden,
-                summaries=cfg.summaries,
-                head_skip=cfg.head_skip,
-            )
-        model.to(device)
         if len(splits) > 1:
             say("message", {"text": f"fold {fi + 1}/{len(splits)}"})
         tr, ho = full_train.subset(tr_idx), full_train.subset(ho_idx)
-        info = fit(model, tr, ho, cfg, device, lr, progress)
+        if parent_model is not None:
+            _seed_all(cfg.seed + fi)
+            model = parent_model
+            model.train()
+            model.to(device)
+            info = fit(model, tr, ho, cfg, device, lr, progress)
+        else:
+            budget = None
+            if cfg.time_budget_s is not None:
+                budget = max(1.0, cfg.time_budget_s - (time.monotonic() - t0))
+            model, info = fit_members(
+                replace(cfg, seed=cfg.seed + fi, spec=spec, time_budget_s=budget),
+                tr,
+                ho,
+                device,
+                lr,
+                progress,
+            )
         ho_pred = predict_days(model, ho, device)
         val_pred = predict_days(model, valid, device)
         runs.append((model, ho, ho_pred, info, cutoff_metrics(valid, val_pred), val_pred))

@@ -34,6 +34,9 @@ def train(
         780.0, min=0, help="Stop training after this many seconds, keeping the best epoch"
     ),
     seed: int = typer.Option(0, help="Random seed"),
+    members: int = typer.Option(
+        1, min=1, help="Train this many seeds and publish their average (an ensemble)"
+    ),
     threads: int = typer.Option(
         0, min=0, help="CPU threads for torch (0 = auto: 1 on a busy machine, else all cores)"
     ),
@@ -77,6 +80,7 @@ def train(
             max_students=max_students or None,
             folds=folds,
             time_budget_s=time_budget or None,
+            members=members,
             **common,
         )
     with Progress(
@@ -98,8 +102,9 @@ def train(
             elif kind == "batch":
                 bar.update(task, completed=info["batch"], info=f"loss {info['loss']:.3f}")
             elif kind == "epoch_end":
+                who = f"member {info['member'] + 1} " if "member" in info else ""
                 bar.console.log(
-                    f"epoch {info['epoch']}: loss {info['loss']:.4f}, holdout mean AUC "
+                    f"{who}epoch {info['epoch']}: loss {info['loss']:.4f}, holdout mean AUC "
                     f"{info['holdout_mean_auc']:.4f} (best {info['best']:.4f} @ "
                     f"{info['best_epoch']}), lr {info['lr']:.2e}"
                 )

@@ -133,3 +133,82 @@ def test_click_augmentation_scales_whole_courses_only() -> None:
     assert abs(ratio[0, 0, 0] - ratio[2, 0, 0]) > 1e-3  # courses get different factors
     np.testing.assert_array_equal(out[..., 2], x[..., 2])  # non-click features untouched
     np.testing.assert_array_equal(x[..., :2], np.log1p(counts))  # input not modified
+
+
+@pytest.mark.parametrize("procs", [1, 2], ids=["in-process", "two-processes"])
+def test_members_train_into_one_ensemble(procs: int) -> None:
+    from models.ensemble import EnsembleRisk
+    from models.features import FeatureSpec
+    from models.train import fit_members, predict_days
+
+    t = _toy(n=24, T=30, n_day=4)
+    t.last_day[:] = 29
+    spec = FeatureSpec(
+        day_features=("clicks_content", "clicks_quiz", "active", "score"),
+        static_features=("num_prev_attempts", "studied_credits"),
+    )
+    cfg = TrainConfig(
+        hidden=6, head_hidden=4, epochs=2, patience=5, members=2, member_procs=procs, spec=spec
+    )
+    events: list[tuple[str, dict[str, object]]] = []
+    model, info = fit_members(
+        cfg,
+        t.subset(np.arange(16)),
+        t.subset(np.arange(16, 24)),
+        torch.device("cpu"),
+        1e-3,
+        lambda kind, i: events.append((kind, i)),
+    )
+    assert isinstance(model, EnsembleRisk) and len(model.members) == 2
+    assert len(info["members"]) == 2 and all(e >= 1 for e in info["best_epoch"])
+    # the members differ (own seeds), and the ensemble predicts their mean logit
+    w0, w1 = (m.lstm.weight_ih_l0 for m in model.members)
+    assert not torch.equal(w0, w1)
+    pred = predict_days(model, t, torch.device("cpu"))
+    assert pred["risk"].shape == (24, 30)
+    ends = [i for kind, i in events if kind == "epoch_end"]
+    assert len(ends) >= 4  # two epochs of each member reported (from the workers too)
+
+
+def test_day_weighting_follows_its_formula() -> None:
+    t = _toy(n=6, T=20)
+    t.last_day[:] = 19
+    tg = targets(t)
+    torch.manual_seed(0)
+    model = LstmRisk(n_day=4, n_static=2, hidden=8, dropout=0.0).eval()
+    idx = np.arange(6)
+    cfg = TrainConfig(score_weight=0.0, engagement_weight=0.0, day_weight_power=1.0)
+    got = _loss(model, t, tg, idx, torch.tensor(1.0), cfg, torch.device("cpu"))
+    with torch.no_grad():
+        logits = model.logits(torch.as_tensor(t.x), torch.as_tensor(t.static))[..., 0]
+    y = torch.as_tensor(t.label, dtype=torch.float32)[:, None].expand(-1, 20)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    w = ((torch.arange(20.0) + 7.0) / 7.0) ** -1.0
+    want = (bce * w).sum() / (w.sum() * 6)
+    torch.testing.assert_close(got.detach(), want)
+    uniform = _loss(
+        model,
+        t,
+        tg,
+        idx,
+        torch.tensor(1.0),
+        TrainConfig(score_weight=0.0, engagement_weight=0.0),
+        torch.device("cpu"),
+    )
+    torch.testing.assert_close(uniform.detach(), bce.mean())
+
+
+def test_holdout_gains_below_min_delta_are_a_plateau(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train as mt
+
+    scores = iter([0.70, 0.75, 0.751, 0.7515, 0.752, 0.7525, 0.753])
+    monkeypatch.setattr(
+        mt, "cutoff_metrics", lambda *_a, **_k: {"mean_roc_auc": next(scores), "per_cutoff": {}}
+    )
+    t = _toy(n=8, T=20)
+    cfg = TrainConfig(hidden=4, head_hidden=0, epochs=7, patience=3, min_delta=0.002)
+    model = LstmRisk(n_day=4, n_static=2, hidden=4)
+    info = mt.fit(model, t, t, cfg, torch.device("cpu"), 1e-3)
+    # 0.751..0.753 never beat 0.75 by 0.002: epoch 2 stays best, patience ends it at epoch 5
+    assert info["best_epoch"] == 2 and info["stopped"] == "early_stopping"
+    assert len(info["history"]) == 5
