@@ -34,10 +34,17 @@ LIMIT_BYTES = 6 * 1024  # issue 5: at most 6 KB per enrolment
 
 
 def model_state_row(hidden: int, n_static: int) -> dict[str, np.ndarray]:
-    """One student's model state as the worker stores it (keys and shapes from the model)."""
-    from models.lstm import LstmRisk
+    """One student's model state as the worker stores it: the trainer's model (running
+    aggregates and summaries included), so keys and shapes are what a worker writes."""
+    from dataclasses import replace
 
-    model = LstmRisk(1, n_static, hidden=hidden).eval()
+    from models.features import DEFAULT_SPEC
+    from models.train import TrainConfig, new_model
+
+    spec = DEFAULT_SPEC
+    if n_static != spec.n_static:
+        spec = replace(spec, static_features=spec.static_features[:n_static])
+    model = new_model(TrainConfig(hidden=hidden, spec=spec)).eval()
     with torch.inference_mode():
         st = model.init_state(torch.rand(1, n_static))
     return {k: v[0].numpy() for k, v in st.items()}
