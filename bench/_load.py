@@ -38,3 +38,32 @@ def paced_send(
         await p.stop()
 
     asyncio.run(run())
+
+
+async def send_all(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
+    """Send everything as fast as the broker takes it; returns the seconds it took.
+
+    Acks are awaited every 5,000 sends (bounded memory, broker back-pressure shows).
+    """
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+    )
+    await p.start()
+    t0 = time.perf_counter()
+    try:
+        futs = []
+        for k, v in payloads:
+            futs.append(await p.send(topic, v, key=k))
+            if len(futs) >= 5000:
+                await asyncio.gather(*futs)
+                futs = []
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+    return time.perf_counter() - t0

@@ -33,7 +33,7 @@ import numpy as np
 import redis
 
 from bench._data import oulad_dir
-from bench._load import paced_send
+from bench._load import paced_send, send_all
 from bench._report import console, table, write
 from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode
 from riskstream.kafka_admin import ensure_topics
@@ -81,25 +81,6 @@ def bench_registry(root: Path, given: Path | None) -> Path:
         data_summary={"source": "bench_e2e (random init, widened head)"},
     )
     return root
-
-
-async def send_all(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    p = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=20
-    )
-    await p.start()
-    try:
-        futs = []
-        for k, v in payloads:
-            futs.append(await p.send(topic, v, key=k))
-            if len(futs) >= 5000:
-                await asyncio.gather(*futs)
-                futs = []
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
 
 
 class Watch:

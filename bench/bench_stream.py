@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._data import oulad_dir  # noqa: E402
-from bench._load import paced_send  # noqa: E402
+from bench._load import paced_send, send_all  # noqa: E402
 from contracts import TOPICS, CourseCalendar, LmsEvent, encode  # noqa: E402
 from stream_app.records import InRecord, OutRecord  # noqa: E402
 
@@ -95,31 +95,6 @@ def synthetic_events(
 class NullPublisher:
     async def publish(self, records: list[OutRecord]) -> None:
         return None
-
-
-async def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    p = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=False,
-        linger_ms=20,
-        max_batch_size=1 << 20,
-    )
-    await p.start()
-    t0 = time.perf_counter()
-    try:
-        futs = []
-        for k, v in payloads:
-            futs.append(await p.send(topic, v, key=k))
-            if len(futs) >= 5000:
-                await asyncio.gather(*futs)
-                futs = []
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
-    return time.perf_counter() - t0
 
 
 async def seed_calendars(redis_url: str, cals: dict[int, CourseCalendar]) -> None:
@@ -501,7 +476,7 @@ def main() -> None:
         if not args.latency_only:
             topic = f"bench.events.{uuid.uuid4().hex[:6]}"
             asyncio.run(ensure_topics(st.bootstrap, (topic, *TOPICS.all()), 4))
-            prod_s = asyncio.run(produce(st.bootstrap, topic, payloads))
+            prod_s = asyncio.run(send_all(st.bootstrap, topic, payloads))
             print(f"produced in {prod_s:.1f}s")
 
             asyncio.run(seed_calendars(st.redis_url, cals))
@@ -523,7 +498,7 @@ def main() -> None:
             sub = payloads[: args.one_at_a_time]
             topic1 = f"bench.one.{uuid.uuid4().hex[:6]}"
             asyncio.run(ensure_topics(st.bootstrap, (topic1,), 4))
-            asyncio.run(produce(st.bootstrap, topic1, sub))
+            asyncio.run(send_all(st.bootstrap, topic1, sub))
             asyncio.run(seed_calendars(st.redis_url, cals))
             one = asyncio.run(
                 run_aiokafka(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.aggregates import (
@@ -21,7 +22,14 @@ from models.aggregates import (
     n_aggregate_inputs,
 )
 
-__all__ = ["LstmRisk", "ModelState", "RiskHeads", "RiskOutputs", "outputs_from_logits"]
+__all__ = [
+    "LstmRisk",
+    "ModelState",
+    "RecurrentRisk",
+    "RiskHeads",
+    "RiskOutputs",
+    "outputs_from_logits",
+]
 
 
 class RiskOutputs(NamedTuple):
@@ -66,27 +74,24 @@ def outputs_from_logits(logits: Tensor) -> RiskOutputs:
     return RiskOutputs(p[..., 0], p[..., 1], p[..., 2])
 
 
-class LstmRisk(nn.Module):
-    """LSTM risk model; ``kind`` names it in the registry.
+class RecurrentRisk(nn.Module):
+    """What the LSTM and the CNN-LSTM share: running aggregates, the LSTM with static features
+    fused into its input, the heads, and the step/forward plumbing. ``extra_in`` widens the
+    LSTM input for features a subclass computes per day (the CNN's convolution)."""
 
-    ``aggregates`` feeds the LSTM running averages besides the day vector, ``summaries`` adds
-    running max, mean-when-active and recency (see ``models.aggregates``), ``head_skip``
-    lets the heads read those aggregates directly (a wide-and-deep skip: the LSTM then only
-    has to add what the summaries miss).
-    """
-
-    kind = "lstm"
+    kind = ""
 
     def __init__(
         self,
         n_day: int,
         n_static: int,
-        hidden: int = 128,
-        dropout: float = 0.5,
-        aggregates: bool = False,
-        head_hidden: int = 0,
-        summaries: bool = False,
-        head_skip: bool = False,
+        hidden: int,
+        dropout: float,
+        aggregates: bool,
+        head_hidden: int,
+        summaries: bool,
+        head_skip: bool,
+        extra_in: int = 0,
     ) -> None:
         super().__init__()
         if (summaries or head_skip) and not aggregates:
@@ -94,10 +99,10 @@ class LstmRisk(nn.Module):
         self.n_day, self.n_static, self.hidden, self.dropout = n_day, n_static, hidden, dropout
         self.aggregates, self.head_hidden = aggregates, head_hidden
         self.summaries, self.head_skip = summaries, head_skip
-        n_in = n_aggregate_inputs(n_day, summaries) if aggregates else n_day
+        n_x = n_aggregate_inputs(n_day, summaries) if aggregates else n_day
         self.in_drop = nn.Dropout(min(dropout, 0.2))
-        self.lstm = nn.LSTM(n_in + n_static, hidden, batch_first=True)
-        self.heads = RiskHeads(hidden, n_static, dropout, head_hidden, n_in if head_skip else 0)
+        self.lstm = nn.LSTM(extra_in + n_x + n_static, hidden, batch_first=True)
+        self.heads = RiskHeads(hidden, n_static, dropout, head_hidden, n_x if head_skip else 0)
 
     def config(self) -> dict[str, object]:
         """Constructor arguments, stored by the registry."""
@@ -120,33 +125,72 @@ class LstmRisk(nn.Module):
             state.update(aggregate_state(static, self.n_day, self.summaries))
         return state
 
-    def _inputs(self, x: Tensor, static: Tensor) -> Tensor:
+    def _inputs(self, x: Tensor, static: Tensor, extra: Tensor | None) -> Tensor:
+        """LSTM input [..., extra, x, static]; ``extra`` goes through a ReLU first."""
         if x.dim() == 3:
             static = static.unsqueeze(1).expand(-1, x.shape[1], -1)
-        return self.in_drop(torch.cat([x, static], dim=-1))
+        parts = [x, static] if extra is None else [F.relu(extra), x, static]
+        return self.in_drop(torch.cat(parts, dim=-1))
 
-    def step_logits(self, state: ModelState, x: Tensor) -> tuple[ModelState, Tensor]:
+    def _step(
+        self, state: ModelState, x: Tensor, extra: Tensor | None = None
+    ) -> tuple[ModelState, Tensor]:
+        """One day through aggregates, LSTM and heads: x [B, n_day] -> (state, logits [B, 3])."""
         static = state["static"]
         new: ModelState = {}
         if self.aggregates:
             new, x = aggregate_step(state, x, self.summaries)
-        inp = self._inputs(x, static).unsqueeze(1)
+        inp = self._inputs(x, static, extra).unsqueeze(1)
         out, (h, c) = self.lstm(inp, (state["h"].unsqueeze(0), state["c"].unsqueeze(0)))
         new.update({"h": h.squeeze(0), "c": c.squeeze(0), "static": static})
         return new, self.heads(out[:, 0], static, x if self.head_skip else None)
+
+    def _sequence(self, x: Tensor, static: Tensor, extra: Tensor | None = None) -> Tensor:
+        """Whole sequences: x [B, T, n_day] -> logits [B, T, 3]."""
+        if self.aggregates:
+            x = aggregate_sequence(x, self.summaries)
+        out, _ = self.lstm(self._inputs(x, static, extra))
+        return self.heads(out, static, x if self.head_skip else None)
+
+    def step_logits(self, state: ModelState, x: Tensor) -> tuple[ModelState, Tensor]:
+        return self._step(state, x)
+
+    def logits(self, x: Tensor, static: Tensor) -> Tensor:
+        """Training path: x [B, T, n_day], static [B, n_static] -> logits [B, T, 3]."""
+        return self._sequence(x, static)
 
     def step(self, state: ModelState, x: Tensor) -> tuple[ModelState, RiskOutputs]:
         """Advance one day: x [B, n_day] -> new state and outputs [B]."""
         new, logits = self.step_logits(state, x)
         return new, outputs_from_logits(logits)
 
-    def logits(self, x: Tensor, static: Tensor) -> Tensor:
-        """Training path: x [B, T, n_day], static [B, n_static] -> logits [B, T, 3]."""
-        if self.aggregates:
-            x = aggregate_sequence(x, self.summaries)
-        out, _ = self.lstm(self._inputs(x, static))
-        return self.heads(out, static, x if self.head_skip else None)
-
     def forward(self, x: Tensor, static: Tensor) -> RiskOutputs:
         """Outputs after every day: each field [B, T]."""
         return outputs_from_logits(self.logits(x, static))
+
+
+class LstmRisk(RecurrentRisk):
+    """LSTM risk model; ``kind`` names it in the registry.
+
+    ``aggregates`` feeds the LSTM running averages besides the day vector, ``summaries`` adds
+    running max, mean-when-active and recency (see ``models.aggregates``), ``head_skip``
+    lets the heads read those aggregates directly (a wide-and-deep skip: the LSTM then only
+    has to add what the summaries miss).
+    """
+
+    kind = "lstm"
+
+    def __init__(
+        self,
+        n_day: int,
+        n_static: int,
+        hidden: int = 128,
+        dropout: float = 0.5,
+        aggregates: bool = False,
+        head_hidden: int = 0,
+        summaries: bool = False,
+        head_skip: bool = False,
+    ) -> None:
+        super().__init__(
+            n_day, n_static, hidden, dropout, aggregates, head_hidden, summaries, head_skip
+        )
