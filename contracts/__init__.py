@@ -9,9 +9,13 @@ from contracts.calendar import CourseCalendar, Deadline, StudentProfile
 from contracts.deadletter import DeadLetter
 from contracts.events import (
     ACTIVITY_TYPES,
+    ENROLMENT_EVENTNAME,
+    UNENROLMENT_EVENTNAME,
     ActivityType,
     LmsEvent,
     activity_from_component,
+    enrolment_event,
+    is_enrolment,
 )
 from contracts.topics import TOPICS, Topics
 from contracts.version import SCHEMA_VERSION
@@ -19,6 +23,7 @@ from contracts.wire import ContractError, decode, decode_event, encode
 
 __all__ = [
     "ACTIVITY_TYPES",
+    "ENROLMENT_EVENTNAME",
     "SCHEMA_VERSION",
     "TOPICS",
     "ActivityType",
@@ -33,9 +38,12 @@ __all__ = [
     "RiskScore",
     "StudentProfile",
     "Topics",
+    "UNENROLMENT_EVENTNAME",
     "activity_from_component",
     "alert_id",
     "decode",
     "decode_event",
     "encode",
+    "enrolment_event",
+    "is_enrolment",
 ]

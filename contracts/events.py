@@ -1,5 +1,6 @@
 """What a student did in the LMS, as one typed event, and the shared activity taxonomy."""
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -111,3 +112,46 @@ class LmsEvent(WireModel):
     def key(self) -> bytes:
         """Kafka key: by student, so one student's events stay in order on one partition."""
         return f"{self.site}:{self.user_id}".encode()
+
+
+#: Moodle's own log names for an enrolment starting and ending. The connector (from the
+#: roster) and the replayer (from OULAD's studentRegistration) publish them on the events
+#: topic like any event: an enrolment creates the student's state, so a student who never
+#: clicks is still scored and swept day by day; an unenrolment ends scoring (withdrawn).
+#: Neither counts as activity.
+ENROLMENT_EVENTNAME = "\\core\\event\\user_enrolment_created"
+UNENROLMENT_EVENTNAME = "\\core\\event\\user_enrolment_deleted"
+
+
+def is_enrolment(event: LmsEvent) -> bool:
+    """True for an enrolment or unenrolment record (roster facts, not student activity)."""
+    return event.eventname in (ENROLMENT_EVENTNAME, UNENROLMENT_EVENTNAME)
+
+
+def enrolment_event(
+    site: str,
+    course_id: int,
+    user_id: int,
+    time: datetime,
+    event_id: int = 0,
+    ended: bool = False,
+) -> LmsEvent:
+    """An enrolment (or, with ``ended``, unenrolment) record for one student in one course.
+
+    ``event_id`` 0 is for enrolments synthesised from a roster: 0 is at or below any id
+    the worker has applied, so it only ever creates a state that does not exist yet.
+    """
+    return LmsEvent(
+        site=site,
+        event_id=event_id,
+        user_id=user_id,
+        course_id=course_id,
+        time=time,
+        eventname=UNENROLMENT_EVENTNAME if ended else ENROLMENT_EVENTNAME,
+        component="core",
+        action="deleted" if ended else "created",
+        target="user_enrolment",
+        crud="d" if ended else "c",
+        edulevel=0,
+        activity=ActivityType.OTHER,
+    )
