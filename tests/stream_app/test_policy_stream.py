@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from contracts import CourseCalendar, enrolment_event, encode
+from contracts import CourseCalendar, encode, enrolment_event
 from models.registry import Thresholds
 from riskstream.stack import Stack
 from stream_app.processor import Processor
