@@ -46,7 +46,7 @@ def test_simulated_policy_keeps_capacity_and_persistence() -> None:
     assert (h[alerted, first[alerted]] >= 0.8).all()
     for c in np.unique(s.course):
         n_c = int((s.course == c).sum())
-        days, counts = np.unique(first[(s.course == c) & (first >= 0)], return_counts=True)
+        _days, counts = np.unique(first[(s.course == c) & (first >= 0)], return_counts=True)
         assert counts.max() <= max(1, int(0.05 * n_c))
 
 
@@ -57,5 +57,5 @@ def test_fit_policy_reaches_the_target_on_its_own_data() -> None:
     assert evidence["threshold_search"][-1]["precision_56"] >= 0.8
     risk = cal.apply(sets[0].risk, np.arange(sets[0].risk.shape[1])[None, :])
     first = simulate(risk, sets[0].course, sets[0].last_day, th["high"], min_days=14)
-    prec, rec, share = precision_by(first, sets[0].label, sets[0].last_day, 56)
+    prec, rec, _share = precision_by(first, sets[0].label, sets[0].last_day, 56)
     assert prec is not None and prec >= 0.7 and rec is not None and rec > 0
