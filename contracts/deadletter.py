@@ -9,7 +9,6 @@ from pydantic import Field, StringConstraints
 from contracts._base import UtcDatetime, WireModel
 from contracts.version import SCHEMA_VERSION, SchemaVersion
 
-
 #: Payloads up to this size are kept whole; larger ones keep their first bytes, their size and
 #: their sha256, so the dead letter fits a broker's 1 MB message limit (Apache Kafka's default)
 #: even when every kept byte needs a six-character JSON escape.
@@ -65,7 +64,9 @@ class DeadLetter(WireModel):
                 )
             except UnicodeDecodeError:
                 continue
-        return KeptPayload(base64.b64encode(head).decode("ascii"), "base64", True, len(data), digest)
+        return KeptPayload(
+            base64.b64encode(head).decode("ascii"), "base64", True, len(data), digest
+        )
 
     @staticmethod
     def short_reason(reason: str) -> str:

@@ -17,8 +17,10 @@ def dead_letter(
     key: str | None = None,
 ) -> DeadLetter:
     """Keep the raw payload byte-exact where it was bytes, else as JSON text."""
-    raw = payload if isinstance(payload, bytes | str) else json.dumps(
-        payload, default=str, sort_keys=True
+    raw = (
+        payload
+        if isinstance(payload, bytes | str)
+        else json.dumps(payload, default=str, sort_keys=True)
     )
     kept = DeadLetter.keep(raw)  # oversized: first bytes + size + sha256 (1 MB broker limit)
     return DeadLetter(

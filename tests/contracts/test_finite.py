@@ -29,18 +29,42 @@ from contracts.deadletter import PAYLOAD_KEEP_BYTES
 NOW = "2024-03-01T10:00:00Z"
 VALID: dict[type[BaseModel], dict[str, object]] = {
     LmsEvent: {
-        "site": "s", "event_id": 1, "user_id": 1, "course_id": 1, "time": NOW,
-        "eventname": "x", "component": "mod_quiz", "action": "a", "grade": 1.0, "max_grade": 2.0,
+        "site": "s",
+        "event_id": 1,
+        "user_id": 1,
+        "course_id": 1,
+        "time": NOW,
+        "eventname": "x",
+        "component": "mod_quiz",
+        "action": "a",
+        "grade": 1.0,
+        "max_grade": 2.0,
     },
     RiskAlert: {
-        "alert_id": "a" * 32, "site": "s", "user_id": 1, "course_id": 1, "risk": 0.5,
-        "level": "high", "threshold": 0.4, "model_version": "v1", "day": 3,
-        "trigger_event_id": 1, "event_time": NOW, "created_at": NOW,
+        "alert_id": "a" * 32,
+        "site": "s",
+        "user_id": 1,
+        "course_id": 1,
+        "risk": 0.5,
+        "level": "high",
+        "threshold": 0.4,
+        "model_version": "v1",
+        "day": 3,
+        "trigger_event_id": 1,
+        "event_time": NOW,
+        "created_at": NOW,
         "contributions": [{"feature": "quiz", "weight": 0.1, "text": "t"}],
     },
     RiskScore: {
-        "site": "s", "user_id": 1, "course_id": 1, "risk": 0.5, "level": "low", "day": 1,
-        "model_version": "v1", "last_event_id": 1, "updated_at": NOW,
+        "site": "s",
+        "user_id": 1,
+        "course_id": 1,
+        "risk": 0.5,
+        "level": "low",
+        "day": 1,
+        "model_version": "v1",
+        "last_event_id": 1,
+        "updated_at": NOW,
     },
     Deadline: {"due": NOW, "weight": 10.0},
     Contribution: {"feature": "quiz", "weight": 0.1, "text": "t"},
@@ -59,8 +83,16 @@ def _float_fields(model: type[BaseModel]) -> list[str]:
 
 def test_every_float_field_is_covered() -> None:
     """The models with float fields are exactly those this test feeds NaN/Infinity."""
-    models = [LmsEvent, RiskAlert, RiskScore, Deadline, Contribution, CourseCalendar,
-              StudentProfile, DeadLetter]
+    models = [
+        LmsEvent,
+        RiskAlert,
+        RiskScore,
+        Deadline,
+        Contribution,
+        CourseCalendar,
+        StudentProfile,
+        DeadLetter,
+    ]
     with_floats = {m for m in models if _float_fields(m)}
     assert with_floats == set(VALID)
     assert set(_float_fields(LmsEvent)) == {"grade", "max_grade"}
@@ -82,7 +114,7 @@ def test_non_finite_refused_in_every_float_field(model: type[BaseModel], bad: st
 def test_infinite_grades_refused_together() -> None:
     raw = json.dumps(VALID[LmsEvent]).replace('"grade": 1.0', '"grade": Infinity')
     raw = raw.replace('"max_grade": 2.0', '"max_grade": Infinity')
-    with pytest.raises(ContractError, match="grade.*finite"):
+    with pytest.raises(ContractError, match=r"grade.*finite"):
         decode(LmsEvent, raw)
 
 
@@ -93,14 +125,21 @@ def test_small_payload_kept_byte_exact() -> None:
     assert kept.sha256 == hashlib.sha256(raw).hexdigest()
 
 
-@pytest.mark.parametrize("raw", [b"x" * 5_000_000, ("\u00e9" * 2_600_000).encode(),
-                                 b"\x00" * 3_000_000, b"\xff" * 3_000_000])
+@pytest.mark.parametrize(
+    "raw",
+    [b"x" * 5_000_000, ("\u00e9" * 2_600_000).encode(), b"\x00" * 3_000_000, b"\xff" * 3_000_000],
+)
 def test_oversized_dead_letter_fits_one_megabyte(raw: bytes) -> None:
     kept = DeadLetter.keep(raw)
     dl = DeadLetter(
-        reason=DeadLetter.short_reason("x" * 100_000), stage="t", payload=kept.text,
-        payload_encoding=kept.encoding, payload_truncated=kept.truncated,
-        payload_bytes=kept.size, payload_sha256=kept.sha256, failed_at=datetime.now(UTC),
+        reason=DeadLetter.short_reason("x" * 100_000),
+        stage="t",
+        payload=kept.text,
+        payload_encoding=kept.encoding,
+        payload_truncated=kept.truncated,
+        payload_bytes=kept.size,
+        payload_sha256=kept.sha256,
+        failed_at=datetime.now(UTC),
     )
     wire = encode(dl)
     assert len(wire) < 1_000_000
