@@ -45,6 +45,9 @@ def _config(s: Settings, device: str) -> Any:
         session_timeout_ms=s.stream_session_timeout_ms,
         sweep=s.stream_sweep,
         sweep_lag_days=s.stream_sweep_lag_days,
+        sites=s.site_list,
+        max_id_jump=s.stream_max_id_jump,
+        metrics_host=s.stream_metrics_host,
     )
 
 
