@@ -66,8 +66,6 @@ def make_app(cfg: WorkerConfig) -> faust.App:
         topic_allow_declare=False,
         web_enabled=False,
         datadir=datadir,  # nothing is stored there
-        # our structlog lines keep their own level (Faust would tag stderr lines WARNING)
-        worker_redirect_stdouts=False,
     )
     topic = app.topic(cfg.topic, key_type=bytes, value_type=bytes)
     rt = Runtime(cfg)
@@ -137,6 +135,12 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warning") -> None:
     if level not in {"crit", "error", "warn", "info", "debug"}:
         level = "info"
     sys.argv = ["riskstream-worker", *loop, "worker", "--without-web", "-l", level]
+    # Faust's worker command redirects stderr into logging at WARNING (hard-coded in the
+    # command class, the app setting is ignored), which tagged every structlog line of ours,
+    # info included, "[WARNING]". Our lines already carry their own level.
+    from faust.cli.worker import worker as worker_command
+
+    worker_command.redirect_stdouts = False
     try:
         app.main()
     finally:
