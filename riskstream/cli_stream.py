@@ -86,10 +86,15 @@ def worker(
         raise typer.Exit(_supervise(s, dev, concurrency, engine))
     cfg = _config(s, dev)
     if engine == "aiokafka":
+        from stream_app.processor import FatalError
         from stream_app.runtime import run_aiokafka
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_aiokafka(cfg))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_aiokafka(cfg))
+        except FatalError as exc:  # retrying cannot fix it: one line, nothing committed
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(70) from None
         return
     from stream_app.app import run_worker
 
