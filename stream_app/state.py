@@ -13,6 +13,8 @@ Layout (documented in ARCHITECTURE.md, read by the API):
 - ``rs:rank:{site}:{course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
   ``rs:cal:{site}:{course}`` CourseCalendar JSON; ``rs:prof:{site}:{course}:{user}``
   StudentProfile JSON; ``rs:courses:{site}`` set of course ids.
+- ``rs:cap:{site}:{course}`` hash course day -> act-on alerts raised that day (the alert
+  policy's per-course capacity; written in the batch's atomic write).
 - ``rs:site:{site}:id_hi`` highest event id applied for the site (plausibility of new ids);
   ``rs:counts`` hash of event outcomes (sent, applied, duplicate, dead_letter), incremented
   in the same script as the states, so the sum can be checked across crashes and restarts.
@@ -60,7 +62,7 @@ class StudentKey(NamedTuple):
 
     @property
     def rank_key(self) -> str:
-        return f"rs:rank:{self.site}:{self.course}"
+        return rank_key(self.site, self.course)
 
     @classmethod
     def of(cls, ev: LmsEvent) -> StudentKey:
@@ -77,6 +79,14 @@ def courses_key(site: str) -> str:
 
 def site_ids_key(site: str) -> str:
     return f"rs:site:{site}:id_hi"
+
+
+def caps_key(site: str, course: int) -> str:
+    return f"rs:cap:{site}:{course}"
+
+
+def rank_key(site: str, course: int) -> str:
+    return f"rs:rank:{site}:{course}"
 
 
 def default_calendar(site: str, course: int, first_event: datetime) -> CourseCalendar:
@@ -237,9 +247,24 @@ if n > 0 then
   if not ok then return refuse(KEYS[2] .. ' is a ' .. t .. ', not a hash') end
 end
 i = i + 2 * n
-if tonumber(ARGV[i]) > 0 then
+n = tonumber(ARGV[i])
+if n > 0 then
   local ok, t = kind_ok(KEYS[1], 'stream')
   if not ok then return refuse(KEYS[1] .. ' is a ' .. t .. ', not a stream') end
+end
+i = i + 2 + n
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'hash')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a hash') end
+  if not finite(ARGV[i + 2]) then return refuse('count ' .. ARGV[i + 2] .. ' is not a number') end
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'zset')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a zset') end
+  i = i + 2
 end
 -- pass 2: write
 i = 1
@@ -267,6 +292,12 @@ for _ = 1, n do local f = nxt(); redis.call('HINCRBY', KEYS[2], f, nxt()) end
 n = tonumber(nxt())
 local maxlen = nxt()
 for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local day = nxt(); redis.call('HINCRBY', key, day, tonumber(nxt()))
+end
+n = tonumber(nxt())
+for _ = 1, n do local key = nxt(); redis.call('ZREM', key, nxt()) end
 return 1
 """
 
@@ -343,11 +374,29 @@ async def ensure_calendars(
     return {c: res[len(order) + i] for i, c in enumerate(order)}
 
 
+async def read_caps(
+    r: aredis.Redis, courses: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, dict[int, int]]]:
+    """Per course: students on the ranking (enrolled) and act-on alerts per course day."""
+    pipe = r.pipeline(transaction=False)
+    for site, course in courses:
+        pipe.zcard(rank_key(site, course))
+        pipe.hgetall(caps_key(site, course))
+    res = await pipe.execute()
+    out: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
+    for i, c in enumerate(courses):
+        per_day = {int(k): int(v) for k, v in (res[2 * i + 1] or {}).items()}
+        out[c] = (int(res[2 * i]), per_day)
+    return out
+
+
 @dataclass
 class BatchWrite:
     states: dict[StudentKey, dict[str, bytes | str | int | float]] = field(default_factory=dict)
     ranks: dict[StudentKey, float] = field(default_factory=dict)
     alerts: list[bytes] = field(default_factory=list)
+    caps: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (site, course, day)
+    unranks: list[StudentKey] = field(default_factory=list)  # unenrolled: off the ranking
     site_ids: dict[str, int] = field(default_factory=dict)  # highest applied id per site
     counts: dict[str, int] = field(default_factory=dict)  # event outcomes -> rs:counts
 
@@ -390,6 +439,12 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     for f, n in counts.items():
         args += [f, n]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
+    args.append(len(w.caps))
+    for (site, course, day), n in w.caps.items():
+        args += [caps_key(site, course), day, n]
+    args.append(len(w.unranks))
+    for k in w.unranks:
+        args += [k.rank_key, str(k.user)]
     await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM, COUNTS_KEY], args)
 
 

@@ -165,6 +165,22 @@ def test_bogus_ids_are_refused_and_do_not_hide_later_events(
     assert dup and dup[0]["count"] == 2 and "id 4 <= last 7" in dup[0]["examples"][0]
 
 
+def test_a_new_site_takes_its_range_from_the_batch_median(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A big real site (ids ~3e8) with roster records (id 0) and one bogus id in its first
+    batch: the bogus id is refused, the real ones applied."""
+    handle = tmp_handle(tmp_path)
+    base = 300_000_000
+    recs = [record(event(0, 9, 0.1), 0)]
+    recs += [record(event(base + i, 1 + i % 3, 0.2 + 0.1 * i), 1 + i) for i in range(5)]
+    recs.append(record(event(2**52, 1, 0.9), 9))
+    reps, pub = process(stack.redis_url, handle, [recs], max_id_jump=1000)
+    assert (reps[0].applied, reps[0].dead) == (6, 1)
+    assert _stages(pub) == ["stream.plausibility"]
+    assert redis_client.get("rs:site:s1:id_hi") == str(base + 4).encode()
+
+
 def test_key_that_disagrees_with_its_value_is_refused(
     stack: Stack, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
