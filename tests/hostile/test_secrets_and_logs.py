@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import sys
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -68,7 +70,22 @@ def test_token_echoed_by_upstream_is_redacted(body: bytes, exc: type[MoodleError
     assert TOKEN not in text and "**********" in text
 
 
-def test_tracebacks_carry_no_local_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """configure_logging sets process-wide logger levels: put them back for other tests."""
+    names = ["", "aiokafka", "faust", "mode", "httpx", "httpcore"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    for n, lvl in levels.items():
+        logging.getLogger(n).setLevel(lvl)
+    logging.getLogger().handlers[:] = handlers
+    structlog.reset_defaults()
+
+
+def test_tracebacks_carry_no_local_variables(
+    monkeypatch: pytest.MonkeyPatch, logging_restored: None
+) -> None:
     buf = io.StringIO()
     monkeypatch.setattr(sys, "stderr", buf)
     configure_logging("INFO", json=False)
@@ -90,7 +107,6 @@ def test_tracebacks_carry_no_local_variables(monkeypatch: pytest.MonkeyPatch) ->
         structlog.get_logger("t").exception("worker.batch_failed")
     line = json.loads(buf.getvalue().strip().splitlines()[-1])
     assert "RuntimeError: bang" in line["exception"] and "424242424" not in buf.getvalue()
-    structlog.reset_defaults()
 
 
 def test_metrics_bind_loopback_by_default() -> None:
