@@ -202,3 +202,25 @@ def test_worker_with_redis_down_names_redis(stack: Stack, tmp_path: Path) -> Non
     assert out.returncode == 1 and len(text.splitlines()) == 1, text
     assert "Redis at 127.0.0.1:9" in text and "RISKSTREAM_REDIS_URL" in text
     assert os.path.isdir(REPO)
+
+
+def test_connector_check_with_moodle_down_prints_one_line() -> None:
+    env = subprocess_env(
+        RISKSTREAM_MOODLE_URL="http://127.0.0.1:9",
+        RISKSTREAM_MOODLE_TOKEN="f00dfeedc0ffee-not-real",
+        RISKSTREAM_CONNECTOR_RETRIES="1",
+        COLUMNS="60",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "riskstream", "connector", "check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    text = (out.stdout + out.stderr).strip()
+    assert out.returncode == 1 and len(text.splitlines()) == 1, text
+    assert "http://127.0.0.1:9" in text and "Traceback" not in text
+    assert "f00dfeedc0ffee-not-real" not in text
