@@ -87,7 +87,13 @@ class Runtime:
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
         self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
-        log.info("worker.started", model=handle.version, device=cfg.device, group=cfg.group)
+        log.info(
+            "worker.started",
+            model=handle.version,
+            device=cfg.device,
+            group=cfg.group,
+            sites=",".join(sorted(cfg.sites)) or "all (set RISKSTREAM_SITES)",
+        )
         return self.processor
 
     async def stop(self) -> None:
