@@ -504,7 +504,7 @@ class Processor:
             res: StepResult = await self.engine.run(handle.loaded.model, handle.loaded.device, plan)
             rep.inference_s += time.perf_counter() - ti
             self.metrics.inference_seconds.observe(time.perf_counter() - ti)
-            active, res = self._non_finite(active, students, res, applied, rep, out)
+            active, res = self._non_finite(active, students, res, applied, rep, out, handle)
             alerts = await self._apply(active, res, commit_vec, applied, handle, now, write, out)
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, active, handle)
@@ -608,21 +608,30 @@ class Processor:
         applied: list[_Applied],
         rep: BatchReport,
         out: list[OutRecord],
+        handle: ModelHandle,
     ) -> tuple[list[_Student], StepResult]:
-        """Drop the rows whose new model state or any risk is NaN/Infinity: their events are
-        dead-lettered and their prior state kept (nothing of theirs is written or sent).
-        Returns the remaining students and their rows of ``res`` (``ev_risk`` is per event
-        and stays whole)."""
+        """Drop the rows whose new model state or any risk (raw, or through the version's
+        calibration) is NaN/Infinity: their events are dead-lettered and their prior state
+        kept (nothing of theirs is written or sent). Returns the remaining students and
+        their rows of ``res`` (``ev_risk`` is per event and stays whole)."""
+        calibrate = getattr(handle.loaded, "calibrate", None)
         ok = np.ones(len(active), dtype=bool)
         for v in res.states.values():
             ok &= np.isfinite(v.reshape(len(active), -1)).all(axis=1)
         for r, risks in enumerate(res.seq_risk):
             if r < len(ok) and not np.isfinite(risks).all():
                 ok[r] = False
+            elif r < len(ok) and calibrate is not None and len(risks) > active[r].rewarm:
+                days = np.asarray(active[r].commit_days)
+                if not np.isfinite(calibrate(risks[active[r].rewarm :], days)).all():
+                    ok[r] = False
         rows = {id(s): r for r, s in enumerate(active)}
         ev_rows = [rows.get(id(students[a.student]), -1) for a in applied]
+        ev_risk = np.asarray(res.ev_risk)
+        if calibrate is not None and len(applied):
+            ev_risk = calibrate(ev_risk, np.asarray([a.day for a in applied], dtype=np.int64))
         for i, r in enumerate(ev_rows):
-            if r >= 0 and not np.isfinite(res.ev_risk[i]):
+            if r >= 0 and not (np.isfinite(res.ev_risk[i]) and np.isfinite(ev_risk[i])):
                 ok[r] = False
         if ok.all():
             return active, res

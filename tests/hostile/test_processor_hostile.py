@@ -99,6 +99,33 @@ def test_non_finite_model_output_dead_letters_and_keeps_prior_state(
     assert redis_client.hget("rs:st:s1:7:2", "last_id") == b"5"
 
 
+def test_non_finite_calibrated_risk_dead_letters_and_keeps_prior_state(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The risk teachers see goes through the version's calibration: a calibration that
+    yields NaN for a student is caught like a NaN from the model."""
+    handle = tmp_handle(tmp_path)
+    process(stack.redis_url, handle, [[record(event(1, 2, 0.5)), record(event(2, 1, 0.5))]])
+    before = redis_client.hgetall("rs:st:s1:7:2")
+    real = handle.loaded.calibrate
+    poisoned = {"row": True}
+
+    def calibrate(risk: Any, day: Any) -> Any:
+        out = np.asarray(real(risk, day), dtype=np.float64)
+        if poisoned["row"] and out.ndim and len(out):
+            out = out.copy()
+            out[0] = np.nan  # the first event of the batch: user 2's
+        return out
+
+    monkeypatch.setattr(handle.loaded, "calibrate", calibrate)
+    batch = [record(event(3, 2, 0.7), 3), record(event(4, 1, 0.7), 4)]
+    reps, pub = process(stack.redis_url, handle, [batch])
+    assert (reps[0].applied, reps[0].dead) == (1, 1)
+    assert _stages(pub) == ["stream.model"]
+    assert redis_client.hgetall("rs:st:s1:7:2") == before
+    assert_published_valid(pub)
+
+
 def test_failing_write_leaves_no_partial_state(
     stack: Stack, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
