@@ -1133,26 +1133,32 @@ class Processor:
         assert explainer is not None
 
         def work() -> list[RiskAlert]:
-            windows, statics = [], []
-            for al in alerts:
+            windows, statics, which = [], [], []
+            for n, al in enumerate(alerts):
                 s = by_key[StudentKey(al.site, al.course_id, al.user_id)]
                 prof = decode(StudentProfile, s.profile) if s.profile else None
                 win = s.st.win if s.st.win is not None else np.zeros((0, handle.n_day))
                 assert s.st.acc is not None and s.st.day is not None
                 later = s.st.day - 1 - al.day  # committed days after the alert's day
-                if al.day < s.st.day and len(win) > later:
+                if al.day < s.st.day:
+                    if len(win) <= later:
+                        continue  # the window has moved past the alert's day: no reasons
                     # the window ends on the alert's day: reasons speak of what was known
                     windows.append(np.asarray(win[: len(win) - later], dtype=np.float32))
                 else:
                     open_vec = fz.day_vector(s.st.acc, s.st.day, s.cal)[None, :]
                     windows.append(np.concatenate([win, open_vec]).astype(np.float32))
                 statics.append(np.asarray(fz.static_vector(prof), np.float32))
-            try:  # one replay for the whole batch's alerts
-                with torch.inference_mode():
-                    explained = explainer(handle.loaded, windows, statics)
-            except Exception as exc:  # never lose an alert over its explanation
-                log.warning("explain.failed", error=str(exc), alerts=len(alerts))
-                explained = [([], "")] * len(alerts)
+                which.append(n)
+            explained: list[tuple[list[Contribution], str]] = [([], "")] * len(alerts)
+            if windows:
+                try:  # one replay for the whole batch's alerts
+                    with torch.inference_mode():
+                        got = explainer(handle.loaded, windows, statics)
+                    for n, e in zip(which, got, strict=True):
+                        explained[n] = e
+                except Exception as exc:  # never lose an alert over its explanation
+                    log.warning("explain.failed", error=str(exc), alerts=len(alerts))
             return [
                 al.model_copy(update={"contributions": list(contrib)[:10], "explanation": text})
                 for al, (contrib, text) in zip(alerts, explained, strict=True)
