@@ -17,6 +17,7 @@ from contracts.events import (
     enrolment_event,
     is_enrolment,
 )
+from contracts.outcomes import CourseOutcome, OutcomeResult
 from contracts.topics import TOPICS, Topics
 from contracts.version import SCHEMA_VERSION
 from contracts.wire import ContractError, decode, decode_event, encode
@@ -26,19 +27,21 @@ __all__ = [
     "ENROLMENT_EVENTNAME",
     "SCHEMA_VERSION",
     "TOPICS",
+    "UNENROLMENT_EVENTNAME",
     "ActivityType",
     "ContractError",
     "Contribution",
     "CourseCalendar",
+    "CourseOutcome",
     "DeadLetter",
     "Deadline",
     "LmsEvent",
+    "OutcomeResult",
     "RiskAlert",
     "RiskLevel",
     "RiskScore",
     "StudentProfile",
     "Topics",
-    "UNENROLMENT_EVENTNAME",
     "activity_from_component",
     "alert_id",
     "decode",

@@ -18,12 +18,14 @@ import numpy as np
 import torch
 
 from contracts import StudentProfile
+from models.analysis import analysis_sections
 from models.baselines import aggregate_features, make_baseline
 from models.dataset import DayTensors, build_day_tensors
 from models.evaluate import (
     CUTOFFS,
     CutoffPredictions,
     evaluate_models,
+    jsonable,
     threshold_for_precision,
 )
 from models.explain import explain, reference_day, sentence
@@ -52,6 +54,7 @@ class EvalConfig:
     protected_version: str | None = None  # a registry model trained with protected attrs
     cache_dir: Path | None = None  # share the trainer's cached day tensors
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    analysis: bool = True  # report sections from models/analysis.py
 
 
 @dataclass
@@ -320,6 +323,15 @@ def run_evaluation(
     )
     report["reference_day"] = reference_day(train.tensors.x, loaded.spec.day_features)
     report["explanation_examples"] = _examples(loaded, val, preds[primary], cfg)
+    if cfg.analysis:  # importance, partial dependence, segments, drift (models/analysis.py)
+        say("analysis: permutation importance, partial dependence, segments, drift")
+        report.update(
+            jsonable(
+                analysis_sections(
+                    loaded, train.tensors, val.tensors, _static_for(loaded, val), cfg.cutoffs
+                )
+            )
+        )
     write_report(report, out)
     (out / "thresholds.json").write_text(_dumps(th.to_dict()))
     say(f"report written to {out}")

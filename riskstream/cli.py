@@ -14,6 +14,7 @@ from riskstream import (
     cli_api,
     cli_connector,
     cli_evaluate,
+    cli_monitor,
     cli_ops,
     cli_replay,
     cli_stream,
@@ -157,6 +158,8 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
 app.add_typer(cli_connector.connector_app, name="connector")
 app.add_typer(cli_api.api_app, name="api")
 app.command("train")(cli_train.train)
+app.add_typer(cli_monitor.monitor_app, name="monitor")
+app.command("retrain")(cli_monitor.retrain)
 app.command("evaluate")(cli_evaluate.evaluate)
 app.command("replay")(cli_replay.replay_command)
 app.command("demo")(demo.demo_command)

@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     stream_session_timeout_ms: int = Field(default=10_000, ge=1000)
     stream_sweep: bool = Field(default=False, description="Advance idle students daily (opt-in)")
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
+    stream_monitor: bool = Field(
+        default=True, description="Count day vectors for drift, record withdrawals (Redis)"
+    )
+    # Production monitoring (riskstream monitor / retrain, API drift and calibration routes)
+    monitor_psi_alarm: float = Field(default=0.25, gt=0, description="PSI that raises the alarm")
+    monitor_ece_alarm: float = Field(default=0.1, gt=0, description="Live ECE that is too high")
+    monitor_min_outcomes: int = Field(
+        default=200, ge=1, description="Known outcomes a calibration verdict needs"
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -210,6 +210,7 @@ class Processor:
         self._swept: dict[tuple[str, int, int], int] = {}
         self._partition_cache: dict[tuple[str, int], int] = {}
         self._cal_cache: dict[bytes, CourseCalendar] = {}
+        self.monitor: Any = None  # stream_app.monitor.StreamMonitor, set by the runtime
         self.metrics.model_version.labels(model.version).set(1)
 
     def swap_model(self, model: ModelHandle) -> None:
@@ -393,6 +394,7 @@ class Processor:
         alerts: list[RiskAlert] = []
         write = BatchWrite()
         now = self.clock()
+        commit_vec: np.ndarray | None = None
         if active:
             commit_vec = self._vectors(fz, commit_acc, commit_day, commit_course, cals, n_day)
             ev_vec = self._vectors(
@@ -425,6 +427,14 @@ class Processor:
             self.metrics.alerts.labels(al.level.value).inc()
         if write.states:
             await self._retry("redis.write", lambda: write_batch(self.redis, write))
+        if self.monitor is not None:  # drift counts, withdrawals (stream_app/monitor.py)
+            mon, evs = self.monitor, [ev for _, ev in events]
+            await self._retry(
+                "redis.monitor",
+                lambda: mon.record(
+                    self.redis, handle, commit_vec, commit_day, commit_course, evs, cals
+                ),
+            )
         return applied
 
     # -- course clock sweep (disengaged students) -------------------------------------

@@ -18,6 +18,7 @@ from contracts import TOPICS
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
 from stream_app.metrics import Metrics
+from stream_app.monitor import StreamMonitor
 from stream_app.processor import BatchReport, Processor
 from stream_app.records import InRecord
 from stream_app.reload import ModelWatcher, find_explainer, load_handle
@@ -45,6 +46,7 @@ class WorkerConfig:
     torch_threads: int = 1
     sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
     sweep_lag_days: int = 1
+    monitor: bool = True  # drift counts + withdrawal outcomes (stream_app/monitor.py)
 
 
 class Runtime:
@@ -79,6 +81,8 @@ class Runtime:
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
         )
+        if cfg.monitor:
+            self.processor.monitor = StreamMonitor(cfg.registry, self.metrics.registry)
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
         self.metrics.serve(cfg.metrics_port)

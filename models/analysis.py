@@ -1,0 +1,97 @@
+"""The evaluation report's analysis sections: what drives risk, segments, input drift.
+
+``analysis_sections`` is called by ``run_evaluation`` on its temporal split (training
+presentations vs the hold-out presentation) and returns plain dicts for the report:
+
+- ``importance``: permutation importance per cut-off (``models.importance``),
+- ``partial_dependence``: mean risk at D against the main day features,
+- ``segments``: k-means segments fitted on training students, described in words, with
+  the hold-out's share, Fail/Withdrawn rate and mean risk per segment and cut-off,
+- ``drift``: PSI of the hold-out presentation's day vectors against the training reference
+  per course and week (what the stream would have reported, see ``models.drift``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from models.dataset import DayTensors
+from models.drift import ALARM_PSI, bin_increments, build_reference, course_week_psi, parse_counts
+from models.importance import (
+    partial_dependence,
+    permutation_importance,
+    risk_all_days,
+    top_features,
+)
+from models.segments import fit_segments, segment_table
+
+
+def analysis_sections(
+    loaded: Any,
+    train: DayTensors,
+    val: DayTensors,
+    val_static: np.ndarray,
+    cutoffs: Sequence[int],
+    seed: int = 0,
+    max_students: int = 2000,
+) -> dict[str, Any]:
+    """Importance, partial dependence, segments and drift for the report (see module doc)."""
+    spec = loaded.spec
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(val))
+    if len(idx) > max_students:  # permutation passes scale with students x features
+        idx = np.sort(rng.choice(idx, max_students, replace=False))
+    x, st = val.x[idx], val_static[idx]
+    imp = permutation_importance(
+        loaded.model, loaded.device, spec, x, st, val.label[idx], val.last_day[idx], cutoffs, seed
+    )
+    main = top_features(imp, spec.day_features, n=3)
+    pdp = partial_dependence(
+        loaded.model,
+        loaded.device,
+        spec,
+        x,
+        st,
+        val.last_day[idx],
+        cutoffs,
+        main,
+        train.x[: min(len(train), 2000)],
+    )
+    seg = fit_segments(train.x, train.last_day, train.label, spec.day_features, cutoffs, seed=seed)
+    risk = risk_all_days(loaded.model, loaded.device, val.x, val_static)
+    seg_rows = segment_table(
+        seg, val.x, val.last_day, val.label, spec.day_features, cutoffs, risk=risk
+    )
+    return {
+        "importance": imp,
+        "partial_dependence": pdp,
+        "segments": {**seg.to_dict(), "holdout": seg_rows},
+        "drift": holdout_drift(train, val, spec.day_features),
+    }
+
+
+def holdout_drift(train: DayTensors, val: DayTensors, features: Sequence[str]) -> dict[str, Any]:
+    """PSI per hold-out course and week against the training reference, the same counts
+    and statistic the stream keeps (``rs:drift:...``)."""
+    ref = build_reference(train.x, train.last_day, tuple(features))
+    days = np.arange(val.x.shape[1])
+    out: dict[str, Any] = {"alarm_psi": ALARM_PSI, "courses": {}}
+    for c in np.unique(val.course_id):
+        m = val.course_id == c
+        reg = days[None, :] <= val.last_day[m][:, None]
+        vec = val.x[m][reg]
+        day_of = np.broadcast_to(days[None, :], reg.shape)[reg]
+        weeks = parse_counts(bin_increments(ref, vec, day_of), ref)
+        rows = [course_week_psi(ref, w, cnt, n) for w, (n, cnt) in sorted(weeks.items())]
+        rows = [r for r in rows if r["max_psi"] is not None]
+        out["courses"][str(int(c))] = {
+            "weeks": rows,
+            "alarm_weeks": [r["week"] for r in rows if r["alarm"]],
+            "median_max_psi": round(float(np.median([r["max_psi"] for r in rows])), 4)
+            if rows
+            else None,
+        }
+    return out
