@@ -1,0 +1,96 @@
+"""The worker's monitoring hook: drift counts per committed day, withdrawals as outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from contracts import CourseCalendar, encode, enrolment_event
+from models.drift import build_reference
+from models.registry import Registry
+from riskstream.stack import Stack
+from stream_app.monitor import StreamMonitor
+from stream_app.processor import Processor
+from stream_app.state import connect
+from tests.stream_app.helpers import START, ListPublisher, event, handle_for, record
+
+
+def _reference(tmp_path: Path, version: str, n_day: int, names: tuple[str, ...]) -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.random((50, 40, n_day)) * (rng.random((50, 40, 1)) < 0.5)).astype(np.float32)
+    Registry(tmp_path).attach(
+        version, "drift_reference.json", build_reference(x, np.full(50, 39), names).to_dict()
+    )
+
+
+def test_committed_days_are_counted_once_and_unenrolments_become_outcomes(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    handle = handle_for(tmp_path, hidden=8)
+    spec = handle.loaded.spec
+    _reference(tmp_path, handle.version, spec.n_day, spec.day_features)
+    cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
+    redis_client.set("rs:cal:s1:7", encode(cal))
+    evs = [event(i + 1, user=1 + i % 3, day=float(i // 3) * 2 + 0.5) for i in range(30)]
+    gone = enrolment_event("s1", 7, 2, START.replace(day=START.day + 15), event_id=31, ended=True)
+    recs = [record(e, i) for i, e in enumerate([*evs, gone])]
+
+    async def go(batches):  # type: ignore[no-untyped-def]
+        r = connect(stack.redis_url)
+        try:
+            proc = Processor(r, ListPublisher(), handle)
+            proc.monitor = StreamMonitor(tmp_path)
+            for b in batches:
+                await proc.process(b)
+        finally:
+            await r.aclose()
+
+    asyncio.run(go([recs[:15], recs[15:]]))
+    key = f"rs:drift:s1:7:{handle.version}"
+    raw = {k.decode(): int(v) for k, v in redis_client.hgetall(key).items()}
+    counted = sum(v for k, v in raw.items() if k.endswith(":n"))
+    # every committed day of every student, i.e. the open day is not counted yet
+    committed = 0
+    for user in (1, 2, 3):
+        h = redis_client.hget(f"rs:st:s1:7:{user}", "traj")
+        committed += len(h or b"") // 2
+    assert counted == committed > 0
+    per_week = {k: v for k, v in raw.items() if k.startswith("0:") and not k.endswith(":n")}
+    assert sum(per_week.values()) == raw["0:n"] * spec.n_day  # one bin per feature
+    out = json.loads(redis_client.hget("rs:outcome:s1:7", "2") or b"{}")
+    assert out["result"] == "withdrawn" and out["day"] == 15 and out["source"] == "unenrolment"
+    # the same records again (a replay after a crash): nothing is counted twice
+    asyncio.run(go([recs]))
+    again = {k.decode(): int(v) for k, v in redis_client.hgetall(key).items()}
+    assert again == raw
+    # a final result is not overwritten by a replayed withdrawal
+    redis_client.hset("rs:outcome:s1:7", "2", json.dumps({"result": "fail", "final": True}))
+    asyncio.run(go([recs[-1:]]))
+    assert json.loads(redis_client.hget("rs:outcome:s1:7", "2") or b"{}")["result"] == "fail"
+
+
+def test_a_version_without_reference_counts_nothing(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    handle = handle_for(tmp_path, hidden=8)
+    cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
+    redis_client.set("rs:cal:s1:7", encode(cal))
+    recs = [record(event(i + 1, user=1, day=float(i)), i) for i in range(5)]
+
+    async def go() -> StreamMonitor:
+        r = connect(stack.redis_url)
+        try:
+            proc = Processor(r, ListPublisher(), handle)
+            proc.monitor = StreamMonitor(tmp_path)
+            await proc.process(recs)
+            return proc.monitor
+        finally:
+            await r.aclose()
+
+    mon = asyncio.run(go())
+    assert redis_client.keys("rs:drift:*") == []
+    assert mon.days_counted._value.get() == 0  # type: ignore[attr-defined]
