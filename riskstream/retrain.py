@@ -114,6 +114,19 @@ async def live_signals(redis_url: str, site: str, registry_root: Path) -> Retrai
     return RetrainSignals(s["drifting_courses"], s["miscalibrated_courses"], None)
 
 
+def should_promote(
+    candidate: dict[str, Any], current: dict[str, Any] | None, tolerance: float = 0.0
+) -> bool:
+    """At least as good: the candidate's mean ROC-AUC on the newest presentation is not
+    below the current version's minus ``tolerance``; no scorable current -> promote."""
+    if current is None or current.get("mean_roc_auc") is None:
+        return True
+    cand = candidate.get("mean_roc_auc")
+    if cand is None or cand != cand:  # NaN: the candidate could not be judged
+        return False
+    return bool(cand >= float(current["mean_roc_auc"]) - tolerance)
+
+
 def _score(model: Any, t: Any, device: Any) -> dict[str, Any]:
     import numpy as np
 
@@ -185,9 +198,7 @@ def run_retrain(
             cur_score = _score(cur.model, t, device)
         except RegistryError as exc:  # e.g. trained on another feature spec
             note = f"current {current} cannot be scored here ({exc}); the candidate wins"
-    promote = cur_score is None or (
-        cand_score["mean_roc_auc"] >= cur_score["mean_roc_auc"] - tolerance
-    )
+    promote = should_promote(cand_score, cur_score, tolerance)
     evidence = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "candidate": res.version,
