@@ -100,14 +100,14 @@ class Monitoring:
 
     # -- registry files ----------------------------------------------------------------
     def _version_file(self, version: str, name: str) -> Any:
+        """A version's JSON file, cached once found (a missing one is looked for again:
+        ``riskstream monitor reference`` may add it while the API runs)."""
         if (version, name) not in self._files:
             root = getattr(self.registry, "root", None)
-            doc = None
-            if root is not None:
-                path = Path(root) / version / name
-                if path.is_file():
-                    doc = json.loads(path.read_text())
-            self._files[(version, name)] = doc
+            path = None if root is None else Path(root) / version / name
+            if path is None or not path.is_file():
+                return None
+            self._files[(version, name)] = json.loads(path.read_text())
         return self._files[(version, name)]
 
     def _current(self) -> str | None:

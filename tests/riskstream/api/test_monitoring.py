@@ -137,3 +137,10 @@ def test_a_model_without_reference_says_what_to_run(
         seg = c.get("/v1/courses/5/segments", headers=AUTH).json()
         assert seg["segments"] == [] and "segments.json" in seg["error"]
         assert json.loads(c.get("/v1/monitoring", headers=AUTH).text)["retrain"]["due"] is False
+        # `riskstream monitor reference` while the API runs: the next request finds it
+        x, y = _training()
+        from models.features import DEFAULT_SPEC
+
+        ref = build_reference(x, np.full(len(x), 69), DEFAULT_SPEC.day_features)
+        Registry(tmp_path).attach(v, "drift_reference.json", ref.to_dict())
+        assert "error" not in c.get("/v1/courses/5/drift", headers=AUTH).json()
