@@ -26,6 +26,7 @@ from models.importance import (
     risk_all_days,
     top_features,
 )
+from models.live_calibration import StudentRecord, course_calibration
 from models.segments import fit_segments, segment_table
 
 #: cut-offs of the permutation importance (cost grows with D x features x students)
@@ -79,7 +80,44 @@ def analysis_sections(
         "partial_dependence": pdp,
         "segments": {**seg.to_dict(), "holdout": seg_rows},
         "drift": holdout_drift(train, val, spec.day_features),
+        "live_calibration": holdout_calibration(val, risk, loaded.thresholds, cutoffs),
     }
+
+
+def holdout_calibration(
+    val: DayTensors, risk: np.ndarray, thresholds: Any, cutoffs: Sequence[int]
+) -> dict[str, Any]:
+    """Per hold-out course, what the API's live calibration reports once the final results
+    are in: the same daily risks the stream keeps in ``traj`` (stepping equals the forward
+    pass), withdrawals at their last registered day, every outcome known."""
+    out: dict[str, Any] = {
+        "thresholds": {"high": thresholds.high, "medium": thresholds.medium},
+        "courses": {},
+    }
+    for c in np.unique(val.course_id):
+        idx = np.flatnonzero((val.course_id == c) & (val.last_day >= 0))
+        recs = []
+        for i in idx:
+            last = int(val.last_day[i])
+            withdrawn = last < int(val.length[i]) - 1
+            recs.append(
+                StudentRecord(
+                    risk[i, : last + 1].tolist(),
+                    0,
+                    int(val.label[i]),
+                    last if withdrawn else None,
+                )
+            )
+        doc = course_calibration(
+            recs, thresholds.high, thresholds.medium, days=cutoffs, target_precision=0.8
+        )
+        out["courses"][str(int(c))] = {
+            str(b["day"]): {
+                k: b[k] for k in ("scored", "ece", "precision_high", "flagged_high", "verdict")
+            }
+            for b in doc["bands"]
+        }
+    return out
 
 
 def holdout_drift(train: DayTensors, val: DayTensors, features: Sequence[str]) -> dict[str, Any]:
@@ -96,8 +134,10 @@ def holdout_drift(train: DayTensors, val: DayTensors, features: Sequence[str]) -
         weeks = parse_counts(bin_increments(ref, vec, day_of), ref)
         rows = [course_week_psi(ref, w, cnt, n) for w, (n, cnt) in sorted(weeks.items())]
         rows = [r for r in rows if r["max_psi"] is not None]
+        worst = [r["worst_feature"] for r in rows if r["alarm"]]
         out["courses"][str(int(c))] = {
             "weeks": rows,
+            "alarm_features": sorted(set(worst), key=worst.count, reverse=True)[:3],
             "alarm_weeks": [r["week"] for r in rows if r["alarm"]],
             "median_max_psi": round(float(np.median([r["max_psi"] for r in rows])), 4)
             if rows

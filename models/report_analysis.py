@@ -99,11 +99,39 @@ def analysis_markdown(report: Mapping[str, Any]) -> list[str]:
                 c,
                 str(len(v["weeks"])),
                 ", ".join(str(w) for w in v["alarm_weeks"][:12]) or "none",
+                ", ".join(v.get("alarm_features", [])) or "-",
                 _f(v["median_max_psi"]),
             ]
             for c, v in drift["courses"].items()
         ]
-        lines += [*_table(["course", "weeks", "alarm weeks", "median max PSI"], rows), ""]
+        header = ["course", "weeks", "alarm weeks", "features behind alarms", "median max PSI"]
+        lines += [*_table(header, rows), ""]
+    cal = report.get("live_calibration") or {}
+    if cal.get("courses"):
+        th = cal["thresholds"]
+        lines += [
+            "## Live calibration as the API reports it (hold-out, all outcomes known)",
+            "",
+            f"Per course and band day D: ECE / precision of high (risk >= {_f(th['high'])}) / "
+            "students flagged high; `!` = alarm (ECE > 0.1 or precision < target - 0.1, "
+            "with >= 200 outcomes).",
+            "",
+        ]
+        days = sorted({int(d) for v in cal["courses"].values() for d in v})
+        rows = []
+        for c, by_d in cal["courses"].items():
+            row = [c]
+            for d in days:
+                b = by_d.get(str(d))
+                if not b:
+                    row.append("-")
+                    continue
+                mark = "!" if b["verdict"] == "alarm" else ""
+                row.append(
+                    f"{_f(b['ece'], 2)} / {_f(b['precision_high'], 2)} / {b['flagged_high']}{mark}"
+                )
+            rows.append(row)
+        lines += [*_table(["course", *[f"D={d}" for d in days]], rows), ""]
     return lines
 
 
