@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -70,32 +71,37 @@ def _student(r: redis.Redis, course: int, user: int, traj: list[float], win: np.
     _write(_url(r), BatchWrite(states={key: encode_state(st, full=True)}, ranks={key: traj[-1]}))
 
 
-def test_drift_calibration_segments_and_overview(
-    cfg: ApiConfig, redis_client: redis.Redis, tmp_path: Path
-) -> None:
+def _course_data(r: redis.Redis, tmp_path: Path) -> tuple[Registry, str]:
+    """Courses 5 (like training, 300 students, 250 final results) and 6 (students stopped
+    clicking in weeks 2-3), with drift counts, trajectories, windows and outcomes."""
     reg, v = _registry(tmp_path)
     x, y = _training(seed=1)
     from models.drift import DriftReference
 
     ref = DriftReference.from_dict(reg.read_extra(v, "drift_reference.json"))
-    # course 5 looks like training; course 6's students stopped clicking in weeks 2-3
     quiet = x.copy()
     quiet[:, 14:, :12] = 0
     quiet[:, 14:, 12] = 0
     for course, data in ((5, x), (6, quiet)):
         days = np.tile(np.arange(28), len(data))
         inc = bin_increments(ref, data[:, :28].reshape(-1, data.shape[2]), days)
-        redis_client.hset(f"rs:drift:{SITE}:{course}:{v}", mapping=inc)
-        redis_client.sadd(f"rs:courses:{SITE}", course)
-    # course 5: 300 students with 56-day trajectories; risk = their true label, mostly
+        r.hset(f"rs:drift:{SITE}:{course}:{v}", mapping=inc)
+        r.sadd(f"rs:courses:{SITE}", course)
     rng = np.random.default_rng(2)
-    for u in range(300):
+    for u in range(300):  # risk follows the true label, mostly
         p = 0.85 if y[u] else 0.1
-        _student(redis_client, 5, u, [p] * 56, x[u, 28:56])
+        _student(r, 5, u, [p] * 56, x[u, 28:56])
         if u < 250:
             res = "fail" if rng.random() < p else "pass"
             o = CourseOutcome(site=SITE, course_id=5, user_id=u, result=res, final=True)
-            redis_client.hset(f"rs:outcome:{SITE}:5", str(u), o.model_dump_json())
+            r.hset(f"rs:outcome:{SITE}:5", str(u), o.model_dump_json())
+    return reg, v
+
+
+def test_drift_calibration_segments_and_overview(
+    cfg: ApiConfig, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    reg, v = _course_data(redis_client, tmp_path)
     app_cfg = replace(cfg, registry=reg)
     with TestClient(create_app(app_cfg)) as c:
         ok = c.get("/v1/courses/5/drift", headers=AUTH).json()
@@ -138,9 +144,47 @@ def test_a_model_without_reference_says_what_to_run(
         assert seg["segments"] == [] and "segments.json" in seg["error"]
         assert json.loads(c.get("/v1/monitoring", headers=AUTH).text)["retrain"]["due"] is False
         # `riskstream monitor reference` while the API runs: the next request finds it
-        x, y = _training()
+        x, _ = _training()
         from models.features import DEFAULT_SPEC
 
         ref = build_reference(x, np.full(len(x), 69), DEFAULT_SPEC.day_features)
         Registry(tmp_path).attach(v, "drift_reference.json", ref.to_dict())
         assert "error" not in c.get("/v1/courses/5/drift", headers=AUTH).json()
+
+
+@pytest.mark.slow
+def test_ui_draws_the_model_health_panel(
+    cfg: ApiConfig, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    from tests.riskstream.api.conftest import KEY, LiveServer
+    from tests.riskstream.api.test_live import ARTIFACTS, _chromium
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    reg, _ = _course_data(redis_client, tmp_path)
+    errors: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with LiveServer(replace(cfg, registry=reg)) as live, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=exe, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1300})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{live.url}/ui#key={KEY}")
+            page.wait_for_selector("#drift svg rect", state="attached", timeout=10_000)
+            page.wait_for_selector("#reliability polyline", state="attached", timeout=10_000)
+            page.wait_for_selector("#segments table", timeout=10_000)
+            assert "active days a week" in page.inner_text("#segments")
+            assert "outcomes known" in page.inner_text("#cal-sub")
+            page.select_option("#course", "6")
+            page.wait_for_function(
+                "document.getElementById('drift-state').textContent.includes('ALARM')"
+            )
+            page.wait_for_function("document.getElementById('retrain').textContent.includes('due')")
+            page.screenshot(path=str(ARTIFACTS / "ui_health.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
