@@ -97,6 +97,9 @@ class Runtime:
         if self.publisher is not None:
             await self.publisher.stop()
         if self.redis is not None:
+            if self.processor is not None and self.processor.monitor is not None:
+                with contextlib.suppress(Exception):  # counts only: never block a shutdown
+                    await self.processor.monitor.flush(self.redis)
             await self.redis.aclose()
         self.engine.close()
 

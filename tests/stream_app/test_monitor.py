@@ -43,7 +43,7 @@ def test_committed_days_are_counted_once_and_unenrolments_become_outcomes(
         r = connect(stack.redis_url)
         try:
             proc = Processor(r, ListPublisher(), handle)
-            proc.monitor = StreamMonitor(tmp_path)
+            proc.monitor = StreamMonitor(tmp_path, flush_every_s=0)
             for b in batches:
                 await proc.process(b)
         finally:
@@ -85,7 +85,7 @@ def test_a_version_without_reference_counts_nothing(
         r = connect(stack.redis_url)
         try:
             proc = Processor(r, ListPublisher(), handle)
-            proc.monitor = StreamMonitor(tmp_path)
+            proc.monitor = StreamMonitor(tmp_path, flush_every_s=0)
             await proc.process(recs)
             return proc.monitor
         finally:
@@ -94,3 +94,37 @@ def test_a_version_without_reference_counts_nothing(
     mon = asyncio.run(go())
     assert redis_client.keys("rs:drift:*") == []
     assert mon.days_counted._value.get() == 0  # type: ignore[attr-defined]
+
+
+def test_in_memory_counts_equal_the_reference_binning(tmp_path: Path) -> None:
+    from models.drift import bin_increments
+    from stream_app.drift import DriftCounter
+
+    names = ("clicks_total", "active", "score")
+    rng = np.random.default_rng(5)
+    x = (rng.random((40, 30, 3)) * (rng.random((40, 30, 1)) < 0.5)).astype(np.float32)
+    ref = build_reference(x, np.full(40, 29), names)
+    dc = DriftCounter(tmp_path)
+    dc._refs["v1"] = ref
+    vec = x[:10, 3:24].reshape(-1, 3)
+    days = list(np.tile(np.arange(3, 24), 10))
+    courses = [("s", 1 + i % 2) for i in range(len(vec))]
+    half = len(vec) // 2  # two batches, summed before one flush
+    dc.add("v1", vec[:half], days[:half], courses[:half])
+    dc.add("v1", vec[half:], days[half:], courses[half:])
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.got: dict[tuple[str, str], int] = {}
+
+        def hincrby(self, key: str, field: str, n: int) -> None:
+            self.got[(key, field)] = self.got.get((key, field), 0) + n
+
+    pipe = Pipe()
+    dc.flush(pipe)
+    assert dc.pending == 0
+    for course in (1, 2):
+        m = [i for i, c in enumerate(courses) if c[1] == course]
+        want = bin_increments(ref, vec[m], np.asarray(days)[m])
+        got = {f: n for (k, f), n in pipe.got.items() if k == f"rs:drift:s:{course}:v1"}
+        assert got == want
