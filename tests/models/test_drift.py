@@ -101,3 +101,21 @@ def test_psi_formula() -> None:
     want = (0.8 - 0.5) * np.log(0.8 / 0.5) + (0.2 - 0.5) * np.log(0.2 / 0.5)
     assert psi(e, np.asarray([80, 20])) == pytest.approx(want)
     assert np.isnan(psi(e, np.asarray([0, 0])))
+
+
+def test_the_shipped_model_carries_its_reference() -> None:
+    """The demo imports the shipped model; its drift and segment references come along."""
+    import json
+
+    from models.pretrained import SHIPPED
+    from models.segments import Segments
+
+    spec = json.loads((SHIPPED / "spec.json").read_text())["spec"]
+    ref = DriftReference.load(SHIPPED)
+    assert ref is not None and list(ref.features) == spec["day_features"]
+    assert set(range(38)) <= set(ref.weeks) and min(ref.counts.values()) > 1000
+    for w in ref.weeks:
+        for f in range(len(ref.features)):
+            assert abs(ref.shares[w][f].sum() - 1.0) < 1e-3
+    seg = Segments.from_dict(json.loads((SHIPPED / "segments.json").read_text()))
+    assert seg.k == 4 and all(r is not None for r in seg.outcome_rate)
