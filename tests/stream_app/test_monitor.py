@@ -128,8 +128,7 @@ def test_in_memory_counts_equal_the_reference_binning(tmp_path: Path) -> None:
         m = [i for i, c in enumerate(courses) if c[1] == course]
         want = bin_increments(ref, vec[m], np.asarray(days)[m])
         got = {f: n for (k, f), n in pipe.got.items() if k == f"rs:drift:s:{course}:v1"}
-        assert sum(v for k, v in got.items() if k.endswith(":n")) > 1000
-    assert got == want
+        assert got == want
 
 
 @pytest.mark.slow
