@@ -35,7 +35,7 @@ IMPORTANCE_CUTOFFS: tuple[int, ...] = (14, 28, 56, 112, 196)
 
 def analysis_sections(
     loaded: Any,
-    train: DayTensors,
+    train: DayTensors | None,
     val: DayTensors,
     val_static: np.ndarray,
     cutoffs: Sequence[int],
@@ -45,10 +45,14 @@ def analysis_sections(
 ) -> dict[str, Any]:
     """Importance, partial dependence, segments and drift for the report (see module doc).
 
-    Permutation importance re-runs the model once per feature and cut-off, so it runs on a
-    sample of ``max_students`` hold-out students and at ``importance_cutoffs`` (those of the
-    report's cut-offs); partial dependence, segments and drift use every cut-off."""
+    Risks are the calibrated ones teachers see (``loaded.calibrate``, as the stream applies
+    it). Permutation importance re-runs the model once per feature and cut-off, so it runs on
+    a sample of ``max_students`` hold-out students and at ``importance_cutoffs`` (those of
+    the report's cut-offs); partial dependence, segments and drift use every cut-off. Without
+    training presentations (``train`` None) segments are fitted on the hold-out itself and
+    there is no drift section."""
     spec = loaded.spec
+    cal = getattr(loaded, "calibrate", None)
     rng = np.random.default_rng(seed)
     idx = np.arange(len(val))
     if len(idx) > max_students:  # permutation passes scale with students x features
@@ -56,9 +60,19 @@ def analysis_sections(
     x, st = val.x[idx], val_static[idx]
     imp_days = [d for d in cutoffs if d in importance_cutoffs] or list(cutoffs)
     imp = permutation_importance(
-        loaded.model, loaded.device, spec, x, st, val.label[idx], val.last_day[idx], imp_days, seed
+        loaded.model,
+        loaded.device,
+        spec,
+        x,
+        st,
+        val.label[idx],
+        val.last_day[idx],
+        imp_days,
+        seed,
+        calibrate=cal,
     )
     main = top_features(imp, spec.day_features, n=3)
+    ref = train if train is not None else val
     pdp = partial_dependence(
         loaded.model,
         loaded.device,
@@ -68,20 +82,27 @@ def analysis_sections(
         val.last_day[idx],
         cutoffs,
         main,
-        train.x[: min(len(train), 2000)],
+        ref.x[: min(len(ref), 2000)],
+        calibrate=cal,
     )
-    seg = fit_segments(train.x, train.last_day, train.label, spec.day_features, cutoffs, seed=seed)
-    risk = risk_all_days(loaded.model, loaded.device, val.x, val_static)
+    seg = fit_segments(ref.x, ref.last_day, ref.label, spec.day_features, cutoffs, seed=seed)
+    risk = risk_all_days(loaded.model, loaded.device, val.x, val_static, calibrate=cal)
     seg_rows = segment_table(
         seg, val.x, val.last_day, val.label, spec.day_features, cutoffs, risk=risk
     )
-    return {
+    out = {
         "importance": imp,
         "partial_dependence": pdp,
-        "segments": {**seg.to_dict(), "holdout": seg_rows},
-        "drift": holdout_drift(train, val, spec.day_features),
+        "segments": {
+            **seg.to_dict(),
+            "fitted_on": "training presentations" if train is not None else "hold-out",
+            "holdout": seg_rows,
+        },
         "live_calibration": holdout_calibration(val, risk, loaded.thresholds, cutoffs),
     }
+    if train is not None:
+        out["drift"] = holdout_drift(train, val, spec.day_features)
+    return out
 
 
 def holdout_calibration(

@@ -20,7 +20,7 @@ read it together with the importance, not as a causal effect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,27 +31,48 @@ from models.features import FeatureSpec
 CALENDAR = frozenset({"deadline_days", "day_index"})
 
 
+#: the registry version's calibration: (raw risk, course day) -> the risk teachers see
+Calibrate = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 @torch.no_grad()
-def _risk_at(model: Any, device: torch.device, x: np.ndarray, static: np.ndarray) -> np.ndarray:
-    """Risk after the last day of ``x`` [N, D+1, n_day]."""
+def _risk_at(
+    model: Any,
+    device: torch.device,
+    x: np.ndarray,
+    static: np.ndarray,
+    calibrate: Calibrate | None = None,
+) -> np.ndarray:
+    """Risk after the last day of ``x`` [N, D+1, n_day] (calibrated when given)."""
     out = []
     for i in range(0, len(x), 512):
         xb = torch.as_tensor(x[i : i + 512], device=device)
         sb = torch.as_tensor(static[i : i + 512], device=device)
         out.append(model(xb, sb).risk[:, -1].float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    r = np.concatenate(out) if out else np.zeros(0)
+    if calibrate is not None and r.size:
+        r = np.asarray(calibrate(r, np.full(r.shape, x.shape[1] - 1)), dtype=np.float64)
+    return r
 
 
 @torch.no_grad()
 def risk_all_days(
-    model: Any, device: torch.device, x: np.ndarray, static: np.ndarray
+    model: Any,
+    device: torch.device,
+    x: np.ndarray,
+    static: np.ndarray,
+    calibrate: Calibrate | None = None,
 ) -> np.ndarray:
+    """Risk after every day [N, T] (calibrated when given)."""
     out = []
     for i in range(0, len(x), 512):
         xb = torch.as_tensor(x[i : i + 512], device=device)
         sb = torch.as_tensor(static[i : i + 512], device=device)
         out.append(model(xb, sb).risk.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, x.shape[1]))
+    r = np.concatenate(out) if out else np.zeros((0, x.shape[1]))
+    if calibrate is not None and r.size:
+        r = np.asarray(calibrate(r, np.arange(r.shape[1])[None, :]), dtype=np.float64)
+    return r
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -72,6 +93,7 @@ def permutation_importance(
     last_day: np.ndarray,
     cutoffs: Sequence[int],
     seed: int = 0,
+    calibrate: Calibrate | None = None,
 ) -> dict[str, Any]:
     """Per cut-off: base AUC and, per feature, ``auc_drop`` and ``mean_abs_change``."""
     rng = np.random.default_rng(seed)
@@ -86,7 +108,7 @@ def permutation_importance(
         xs = np.ascontiguousarray(x[m, : d + 1])
         ss = static[m]
         y = label[m]
-        base = _risk_at(model, device, xs, ss)
+        base = _risk_at(model, device, xs, ss, calibrate)
         base_auc = _auc(y, base)
         per: dict[str, dict[str, float | None]] = {}
         for j, name in enumerate(names):
@@ -94,11 +116,11 @@ def permutation_importance(
             if j < spec.n_day:
                 xp = xs.copy()
                 xp[:, :, j] = xs[perm, :, j]
-                r = _risk_at(model, device, xp, ss)
+                r = _risk_at(model, device, xp, ss, calibrate)
             else:
                 sp = ss.copy()
                 sp[:, j - spec.n_day] = ss[perm, j - spec.n_day]
-                r = _risk_at(model, device, xs, sp)
+                r = _risk_at(model, device, xs, sp, calibrate)
             auc = _auc(y, r)
             per[name] = {
                 "auc_drop": None if base_auc is None or auc is None else round(base_auc - auc, 4),
@@ -139,6 +161,7 @@ def partial_dependence(
     cutoffs: Sequence[int],
     features: Sequence[str],
     reference_x: np.ndarray,
+    calibrate: Calibrate | None = None,
 ) -> dict[str, Any]:
     """Per feature: grid values and, per cut-off, the mean risk at D of the students
     registered at D when the feature is set to the value on every day (one forward pass
@@ -151,7 +174,7 @@ def partial_dependence(
         for v in grid:
             xp = x.copy()
             xp[:, :, j] = v
-            r = risk_all_days(model, device, xp, static)
+            r = risk_all_days(model, device, xp, static, calibrate)
             for d in cutoffs:
                 if d >= x.shape[1]:
                     continue

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from riskstream import (
+    cli_alerts_eval,
     cli_api,
     cli_connector,
     cli_evaluate,
@@ -158,9 +159,11 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
 app.add_typer(cli_connector.connector_app, name="connector")
 app.add_typer(cli_api.api_app, name="api")
 app.command("train")(cli_train.train)
+app.command("calibrate")(cli_train.calibrate)
 app.add_typer(cli_monitor.monitor_app, name="monitor")
 app.command("retrain")(cli_monitor.retrain)
 app.command("evaluate")(cli_evaluate.evaluate)
+app.command("evaluate-alerts")(cli_alerts_eval.evaluate_alerts_command)
 app.command("replay")(cli_replay.replay_command)
 app.command("demo")(demo.demo_command)
 app.command("topics")(cli_ops.topics_command)

@@ -49,10 +49,11 @@ def test_promotion_needs_at_least_the_current_score() -> None:
 def test_new_presentations_come_from_the_current_versions_data(tmp_path: Path) -> None:
     reg = Registry(tmp_path)
     reg.import_version(REPO / "models" / "pretrained" / "lstm_oulad")
-    assert new_presentations(OULAD_DIR, tmp_path) == []  # trained 2013B/J, validated 2014B
-    doc = json.loads((tmp_path / "v0001" / "data.json").read_text())
-    doc["validation"]["presentations"] = []
-    (tmp_path / "v0001" / "data.json").write_text(json.dumps(doc))
+    seen = json.loads((tmp_path / "v0001" / "data.json").read_text())
+    assert new_presentations(OULAD_DIR, tmp_path) == []  # shipped: fitted on every one
+    seen["train"]["presentations"] = ["2013B"]
+    seen["validation"] = {"presentations": ["2013J"]}
+    (tmp_path / "v0001" / "data.json").write_text(json.dumps(seen))
     assert new_presentations(OULAD_DIR, tmp_path) == ["2014B"]
 
 
