@@ -46,6 +46,9 @@ class WorkerConfig:
     torch_threads: int = 1
     sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
     sweep_lag_days: int = 1
+    sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
+    max_id_jump: int = 100_000_000  # see Processor: implausible event ids
+    metrics_host: str = "127.0.0.1"
     monitor: bool = True  # drift counts + withdrawal outcomes (stream_app/monitor.py)
 
 
@@ -80,13 +83,21 @@ class Runtime:
             metrics=self.metrics,
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
+            sites=cfg.sites,
+            max_id_jump=cfg.max_id_jump,
         )
         if cfg.monitor:
             self.processor.monitor = StreamMonitor(cfg.registry, self.metrics.registry)
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
-        self.metrics.serve(cfg.metrics_port)
-        log.info("worker.started", model=handle.version, device=cfg.device, group=cfg.group)
+        self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+        log.info(
+            "worker.started",
+            model=handle.version,
+            device=cfg.device,
+            group=cfg.group,
+            sites=",".join(sorted(cfg.sites)) or "all (set RISKSTREAM_SITES)",
+        )
         return self.processor
 
     async def stop(self) -> None:
