@@ -17,6 +17,7 @@ from contracts.events import (
     enrolment_event,
     is_enrolment,
 )
+from contracts.outcomes import CourseOutcome, OutcomeResult
 from contracts.topics import TOPICS, Topics
 from contracts.version import SCHEMA_VERSION
 from contracts.wire import ContractError, decode, decode_event, encode
@@ -31,9 +32,11 @@ __all__ = [
     "ContractError",
     "Contribution",
     "CourseCalendar",
+    "CourseOutcome",
     "DeadLetter",
     "Deadline",
     "LmsEvent",
+    "OutcomeResult",
     "RiskAlert",
     "RiskLevel",
     "RiskScore",

@@ -9,6 +9,7 @@ from contracts.alerts import RiskAlert, RiskScore
 from contracts.calendar import CourseCalendar, StudentProfile
 from contracts.deadletter import DeadLetter
 from contracts.events import LmsEvent
+from contracts.outcomes import CourseOutcome
 from contracts.topics import TOPICS
 from contracts.version import SCHEMA_VERSION
 
@@ -20,6 +21,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str | None]] = {
     "dead_letter": (DeadLetter, TOPICS.dead_letter),
     "course_calendar": (CourseCalendar, None),
     "student_profile": (StudentProfile, None),
+    "course_outcome": (CourseOutcome, None),
 }
 
 

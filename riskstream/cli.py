@@ -15,6 +15,7 @@ from riskstream import (
     cli_api,
     cli_connector,
     cli_evaluate,
+    cli_monitor,
     cli_ops,
     cli_replay,
     cli_stream,
@@ -171,6 +172,8 @@ app.add_typer(cli_connector.connector_app, name="connector")
 app.add_typer(cli_api.api_app, name="api")
 app.command("train")(cli_train.train)
 app.command("calibrate")(cli_train.calibrate)
+app.add_typer(cli_monitor.monitor_app, name="monitor")
+app.command("retrain")(cli_monitor.retrain)
 app.command("evaluate")(cli_evaluate.evaluate)
 app.command("evaluate-alerts")(cli_alerts_eval.evaluate_alerts_command)
 app.command("replay")(cli_replay.replay_command)

@@ -19,6 +19,7 @@ def config_from(s: Settings):  # type: ignore[no-untyped-def]
     from riskstream.api import ApiConfig
     from riskstream.api.auth import parse_key_hashes
     from riskstream.api.catalog import open_registry
+    from riskstream.api.monitoring import MonitorConfig
 
     pkey = s.api_pseudonym_key.get_secret_value()
     return ApiConfig(
@@ -29,6 +30,7 @@ def config_from(s: Settings):  # type: ignore[no-untyped-def]
         registry=open_registry(s.model_registry),
         kafka_bootstrap=s.kafka_bootstrap or None,
         stream_group=s.stream_group,
+        monitor=MonitorConfig(s.monitor_psi_alarm, s.monitor_ece_alarm, s.monitor_min_outcomes),
     )
 
 

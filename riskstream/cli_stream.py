@@ -49,6 +49,7 @@ def _config(s: Settings, device: str) -> Any:
         sites=s.site_list,
         max_id_jump=s.stream_max_id_jump,
         metrics_host=s.stream_metrics_host,
+        monitor=s.stream_monitor,
     )
 
 

@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         description="Comma-separated site ids the worker applies; others are dead-lettered "
         "(empty = every site: any producer on the events topic can then create a site)",
     )
+    stream_monitor: bool = Field(
+        default=True, description="Count day vectors for drift, record withdrawals (Redis)"
+    )
+    # Production monitoring (riskstream monitor / retrain, API drift and calibration routes)
+    monitor_psi_alarm: float = Field(default=0.25, gt=0, description="PSI that raises the alarm")
+    monitor_ece_alarm: float = Field(default=0.1, gt=0, description="Live ECE that is too high")
+    monitor_min_outcomes: int = Field(
+        default=200, ge=1, description="Known outcomes a calibration verdict needs"
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -271,6 +271,7 @@ class Processor:
         self._cal_cache: dict[bytes, CourseCalendar] = {}
         self.sites = frozenset(sites or ())
         self.max_id_jump = max_id_jump
+        self.monitor: Any = None  # stream_app.monitor.StreamMonitor, set by the runtime
         self.metrics.model_version.labels(model.version).set(1)
 
     def swap_model(self, model: ModelHandle) -> None:
@@ -492,6 +493,7 @@ class Processor:
         alerts: list[RiskAlert] = []
         write = BatchWrite()
         now = self.clock()
+        commit_vec: np.ndarray | None = None
         if active:
             commit_vec = self._vectors(fz, commit_acc, commit_day, commit_course, cals, n_day)
             ev_vec = self._vectors(
@@ -537,6 +539,14 @@ class Processor:
         if write.states or write.counts:
             check_write(write)  # everything validated before the first write
             await self._retry("redis.write", lambda: write_batch(self.redis, write))
+        if self.monitor is not None:  # drift counts, withdrawals (stream_app/monitor.py)
+            mon, evs = self.monitor, [ev for _, ev in events]
+            await self._retry(
+                "redis.monitor",
+                lambda: mon.record(
+                    self.redis, handle, commit_vec, commit_day, commit_course, evs, cals
+                ),
+            )
         return applied
 
     # -- hostile input -------------------------------------------------------------------

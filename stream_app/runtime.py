@@ -18,6 +18,7 @@ from contracts import TOPICS
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
 from stream_app.metrics import Metrics
+from stream_app.monitor import StreamMonitor
 from stream_app.processor import BatchReport, Processor
 from stream_app.records import InRecord
 from stream_app.reload import ModelWatcher, find_explainer, load_handle
@@ -48,6 +49,7 @@ class WorkerConfig:
     sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
     max_id_jump: int = 100_000_000  # see Processor: implausible event ids
     metrics_host: str = "127.0.0.1"
+    monitor: bool = True  # drift counts + withdrawal outcomes (stream_app/monitor.py)
 
 
 class Runtime:
@@ -84,6 +86,8 @@ class Runtime:
             sites=cfg.sites,
             max_id_jump=cfg.max_id_jump,
         )
+        if cfg.monitor:
+            self.processor.monitor = StreamMonitor(cfg.registry, self.metrics.registry)
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
         self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
@@ -104,6 +108,9 @@ class Runtime:
         if self.publisher is not None:
             await self.publisher.stop()
         if self.redis is not None:
+            if self.processor is not None and self.processor.monitor is not None:
+                with contextlib.suppress(Exception):  # counts only: never block a shutdown
+                    await self.processor.monitor.flush(self.redis)
             await self.redis.aclose()
         self.engine.close()
 
