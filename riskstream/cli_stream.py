@@ -39,6 +39,8 @@ def _config(s: Settings, device: str) -> Any:
         topic=s.stream_events_topic,
         batch_max=s.stream_batch_max,
         batch_within=s.stream_batch_within,
+        batch_cap=s.stream_batch_cap,
+        fetch_max_wait_ms=s.stream_fetch_max_wait_ms,
         window_days=s.stream_window_days,
         metrics_port=s.stream_metrics_port,
         reload_every=s.stream_reload_every,

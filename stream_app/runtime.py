@@ -36,8 +36,10 @@ class WorkerConfig:
     device: str = "cpu"
     group: str = "riskstream-worker"
     topic: str = TOPICS.events
-    batch_max: int = 1000
-    batch_within: float = 0.05
+    batch_max: int = 1000  # fetch size at low load (Faust driver: grows under a backlog)
+    batch_within: float = 0.05  # longest wait for a fetch when nothing is there
+    batch_cap: int = 8000  # largest fetch under a backlog (Faust driver)
+    fetch_max_wait_ms: int = 10  # broker-side fetch wait (Tansu answers only after it)
     window_days: int = 28
     metrics_port: int = 0
     reload_every: float = 5.0
@@ -82,7 +84,14 @@ class Runtime:
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
         self.metrics.serve(cfg.metrics_port)
-        log.info("worker.started", model=handle.version, device=cfg.device, group=cfg.group)
+        loop = type(asyncio.get_running_loop())
+        log.info(
+            "worker.started",
+            model=handle.version,
+            device=cfg.device,
+            group=cfg.group,
+            loop=f"{loop.__module__}.{loop.__name__}",
+        )
         return self.processor
 
     async def stop(self) -> None:
@@ -133,6 +142,7 @@ async def run_aiokafka(cfg: WorkerConfig, stop: asyncio.Event | None = None) -> 
         session_timeout_ms=cfg.session_timeout_ms,
         heartbeat_interval_ms=max(500, cfg.session_timeout_ms // 4),
         max_poll_records=cfg.batch_max,
+        fetch_max_wait_ms=cfg.fetch_max_wait_ms,
     )
     await consumer.start()
     if stop is None:
