@@ -86,8 +86,9 @@ def bench_registry(root: Path, given: Path | None) -> Path:
 class Watch:
     """Reads alerts and risk scores as they arrive; records the wall time of each."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, fetch_wait_ms: int = 10) -> None:
         self.bootstrap = bootstrap
+        self.fetch_wait_ms = fetch_wait_ms
         self.alerts: list[tuple[float, RiskAlert]] = []
         self.scores: list[tuple[float, RiskScore]] = []
         self.stop = False
@@ -101,7 +102,10 @@ class Watch:
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",  # fresh stack, so empty; "latest" misread durable
             enable_auto_commit=False,
-            fetch_max_wait_ms=500,  # returns as soon as data is there; durable fetches are slow
+            # Tansu answers a fetch only after this wait when nothing new is there (it does not
+            # wake fetches on produce), so a low-latency reader keeps it short; durable
+            # fetches (S3 listings) need >= 500 ms to see anything (ARCHITECTURE.md)
+            fetch_max_wait_ms=self.fetch_wait_ms,
         )
         await c.start()
         try:
@@ -234,7 +238,7 @@ def session(
     for cal in cals:
         r.set(f"rs:cal:{cal.site}:{cal.course_id}", encode(cal))
     worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log", engine)
-    watch = Watch(stack.bootstrap)
+    watch = Watch(stack.bootstrap, 500 if stack.durable else 10)
     loop = asyncio.new_event_loop()
     import threading
 

@@ -29,6 +29,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from stream_app.fetch_wait import FetchWaitTuner
 from stream_app.records import InRecord
 
 #: handler(records) -> None; returns only once the batch is applied (outputs acked, state written)
@@ -36,20 +37,35 @@ BatchHandler = Callable[[list[InRecord]], Awaitable[None]]
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust hard-codes ``fetch_max_wait_ms=1500``. A broker without fetch wake-ups (Tansu)
-    then answers only after that wait when a partition has no new data, which puts up to
-    1.5 s on every event at low load; real Kafka answers as soon as data arrives."""
+    """Faust hard-codes ``fetch_max_wait_ms=1500``, which on Tansu (no fetch wake-ups) puts
+    up to 1.5 s on every event at low load; here it starts at ``fetch_max_wait_ms`` and is
+    tuned by ``FetchWaitTuner`` (see stream_app/fetch_wait.py)."""
 
     fetch_max_wait_ms: int = 10
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        self._tuner = FetchWaitTuner()
         return consumer
+
+    async def fetch_batch(
+        self, consumer: Any, active: set[TP], timeout: float, max_records: int
+    ) -> dict[TP, list[Any]]:
+        """``_fetch_records`` plus the fetch-wait tuning; runs in the consumer thread."""
+        records = await self._fetch_records(
+            consumer, active, timeout=timeout, max_records=max_records
+        )
+        raised = self._tuner.observe(consumer, active, bool(records))
+        if raised:
+            self.log.info("fetch wait raised to %d ms (the broker answers late)", raised)
+        return dict(records or {})
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
     """Made by ``stream_app.app`` with the batch ``handler`` and the fetch sizes."""
+
+    _thread: BatchConsumerThread
 
     def __init__(
         self,
@@ -75,7 +91,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._max_records = self.batch_min
         self.fetches = self.fetch_records = 0  # for tests and the profile
 
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+    def _new_consumer_thread(self) -> BatchConsumerThread:
         thread = BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = self.fetch_max_wait_ms
         return thread
@@ -83,9 +99,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     # -- commits: the offsets the handler applied, nothing else ------------------------
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         return (
-            tp
-            for tp in list(self._applied)
-            if topics is None or tp in topics or tp.topic in topics
+            tp for tp in list(self._applied) if topics is None or tp in topics or tp.topic in topics
         )
 
     def _new_offset(self, tp: TP) -> int | None:
@@ -110,7 +124,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         thread = self._thread
         consumer = thread._ensure_consumer()
         records = await thread.call_thread(
-            thread._fetch_records,
+            thread.fetch_batch,
             consumer,
             active,
             timeout=self.idle_timeout_s,

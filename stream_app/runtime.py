@@ -15,6 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from contracts import TOPICS
+from stream_app.fetch_wait import FetchWaitTuner
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
 from stream_app.metrics import Metrics
@@ -150,11 +151,13 @@ async def run_aiokafka(cfg: WorkerConfig, stop: asyncio.Event | None = None) -> 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    tuner = FetchWaitTuner()
     try:
         while not stop.is_set():
             got = await consumer.getmany(
                 timeout_ms=int(cfg.batch_within * 1000), max_records=cfg.batch_max
             )
+            tuner.observe(consumer, consumer.assignment(), bool(got))
             if not got:
                 continue
             records = [
