@@ -47,7 +47,15 @@ def _config(s: Settings, device: str) -> Any:
         session_timeout_ms=s.stream_session_timeout_ms,
         sweep=s.stream_sweep,
         sweep_lag_days=s.stream_sweep_lag_days,
+        explain_levels=_levels(s.stream_explain_levels),
     )
+
+
+def _levels(text: str) -> tuple[str, ...] | None:
+    """``RISKSTREAM_STREAM_EXPLAIN_LEVELS``: "high", "medium,high" or "*" (every level)."""
+    if text.strip() == "*":
+        return None
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def worker(

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     stream_events_topic: str = Field(default="riskstream.events", description="Topic consumed")
     stream_session_timeout_ms: int = Field(default=10_000, ge=1000)
     stream_sweep: bool = Field(default=False, description="Advance idle students daily (opt-in)")
+    stream_explain_levels: str = Field(
+        default="high",
+        description="Alert levels that carry contributions, comma-separated; * = every level",
+    )
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
     log_level: str = "INFO"
     log_json: bool = False

@@ -190,9 +190,12 @@ class Processor:
         sweep_partitions: int = 0,
         sweep_lag_days: int = 1,
         sweep_chunk: int = 2000,
+        explain_levels: frozenset[str] | None = None,
     ) -> None:
         """``sweep_partitions``: partitions of the events topic (0 = no course-clock sweep);
-        the sweep advances idle students ``sweep_lag_days`` behind the partition's clock."""
+        the sweep advances idle students ``sweep_lag_days`` behind the partition's clock.
+        ``explain_levels``: alert levels that get contributions (None = every level); the
+        explanation is on the alert's critical path, so e.g. only the act-on level."""
         self.redis = redis_client
         self.publisher = publisher
         self.model = model
@@ -201,6 +204,7 @@ class Processor:
         self.first_day = first_day
         self.metrics = metrics or Metrics()
         self.explainer = explainer
+        self.explain_levels = explain_levels
         self.clock = clock
         self.sweep_partitions = sweep_partitions
         self.sweep_lag_days = sweep_lag_days
@@ -680,8 +684,23 @@ class Processor:
     async def _explain(
         self, alerts: list[RiskAlert], active: list[_Student], handle: ModelHandle
     ) -> list[RiskAlert]:
-        """Contributions from models.explain (occlusion over the student's window); an
-        explanation failure never blocks the alert, it goes out without contributions."""
+        """Contributions from models.explain (occlusion over the student's window) for the
+        alerts whose level is in ``explain_levels``; an explanation failure never blocks the
+        alert, it goes out without contributions."""
+        if self.explain_levels is not None:
+            wanted = [i for i, al in enumerate(alerts) if al.level.value in self.explain_levels]
+            if len(wanted) < len(alerts):
+                done = list(alerts)
+                if wanted:
+                    some = await self._explain_all([alerts[i] for i in wanted], active, handle)
+                    for i, al in zip(wanted, some, strict=True):
+                        done[i] = al
+                return done
+        return await self._explain_all(alerts, active, handle)
+
+    async def _explain_all(
+        self, alerts: list[RiskAlert], active: list[_Student], handle: ModelHandle
+    ) -> list[RiskAlert]:
         by_key = {s.key: s for s in active}
         fz = handle.featurizer
         explainer = self.explainer

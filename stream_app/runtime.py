@@ -48,6 +48,7 @@ class WorkerConfig:
     torch_threads: int = 1
     sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
     sweep_lag_days: int = 1
+    explain_levels: tuple[str, ...] | None = ("high",)  # None: explain every alert
 
 
 class Runtime:
@@ -81,6 +82,7 @@ class Runtime:
             metrics=self.metrics,
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
+            explain_levels=None if cfg.explain_levels is None else frozenset(cfg.explain_levels),
         )
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
@@ -126,6 +128,7 @@ class Runtime:
                 dead=rep.dead,
                 alerts=len(rep.alerts),
                 ms=round(rep.total_s * 1000, 1),
+                inference_ms=round(rep.inference_s * 1000, 1),
             )
 
 

@@ -69,13 +69,14 @@ def test_faust_worker_uvloop_applies_all_and_commits(
         RISKSTREAM_LOG_LEVEL="INFO",
     )
     log = tmp_path / "worker.log"
-    w = subprocess.Popen(
-        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
-        cwd=REPO,
-        env=env,
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-    )
+    with open(log, "ab") as out:
+        w = subprocess.Popen(
+            [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     last = {u: max(e.event_id for e in evs if e.user_id == u) for u in range(30)}
 
     def applied() -> int:

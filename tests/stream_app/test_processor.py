@@ -162,3 +162,29 @@ def test_publish_failure_retries_and_state_written_after(
     reps = run(_process(stack.redis_url, handle, pub, [[record(event(1, 1, 0.5))]]))
     assert reps[0].applied == 1 and len(pub.on(TOPICS.risk_latest)) == 1
     assert redis_client.hget("rs:st:s1:7:1", "last_id") == b"1"
+
+
+@pytest.mark.parametrize(("risk", "explained"), [(0.9, True), (0.6, False)])
+def test_explain_levels_limits_explanations_to_those_levels(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path, risk: float, explained: bool
+) -> None:
+    """Only alerts at a level in ``explain_levels`` carry contributions (the explanation is on
+    the alert's critical path); the others go out at once, without."""
+    handle = handle_for(tmp_path, constant_risk=risk)
+    th = handle.loaded.thresholds
+    evs = [event(d + 1, 5, d + 0.5) for d in range(th.min_days + 3)]
+    pub = ListPublisher()
+    recs = [record(e, i) for i, e in enumerate(evs)]
+    run(
+        _process(
+            stack.redis_url,
+            handle,
+            pub,
+            [recs],
+            explainer=find_explainer(),
+            explain_levels=frozenset({"high"}),
+        )
+    )
+    (a,) = pub.alerts()
+    assert a.level.value == ("high" if explained else "medium")
+    assert bool(a.contributions) is explained and bool(a.explanation) is explained
