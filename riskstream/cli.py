@@ -12,6 +12,7 @@ from rich.table import Table
 
 from riskstream import (
     cli_api,
+    cli_backfill,
     cli_connector,
     cli_evaluate,
     cli_ops,
@@ -163,6 +164,7 @@ app.command("demo")(demo.demo_command)
 app.command("topics")(cli_ops.topics_command)
 app.command("ping")(cli_ops.ping_command)
 cli_stream.register(app)  # worker, alerts tail
+cli_backfill.register(app)  # backfill
 
 
 def main() -> None:

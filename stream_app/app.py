@@ -31,22 +31,11 @@ from faust.types import TP
 
 from stream_app.faust_batch import BatchConsumer
 from stream_app.records import InRecord
-from stream_app.runtime import Runtime, WorkerConfig
+from stream_app.runtime import Runtime, WorkerConfig, use_uvloop
 
 log = structlog.get_logger("stream_app.app")
 EXIT_UNAPPLIED = 70
 _SHUTDOWN_GRACE_S = 5.0
-
-
-def use_uvloop() -> bool:
-    """Install uvloop's event loop policy (what Faust's ``-L uvloop`` does at import time);
-    False when uvloop is not installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
 
 
 class _App(faust.App):

@@ -51,6 +51,17 @@ class WorkerConfig:
     explain_levels: tuple[str, ...] | None = ("high",)  # None: explain every alert
 
 
+def use_uvloop() -> bool:
+    """Install uvloop's event loop policy (what Faust's ``-L uvloop`` does when ``faust`` is
+    imported with it in ``sys.argv``); False when uvloop is not installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 class Runtime:
     """Owns the Redis client, the producer, the inference thread and the processor."""
 
