@@ -36,7 +36,7 @@ from bench._data import oulad_dir
 from bench._load import paced_send, send_all
 from bench._report import console, table, write
 from bench.bench_stream import spy
-from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode
+from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode, keys
 from riskstream.kafka_admin import ensure_topics
 from riskstream.stack import Stack, free_port
 
@@ -216,7 +216,7 @@ def last_ids(events: list[LmsEvent], partitions: int = 4) -> dict[str, int]:
     last: dict[int, tuple[str, int]] = {}
     for e in events:
         p = (murmur2(e.key) & 0x7FFFFFFF) % partitions
-        last[p] = (f"rs:st:{e.site}:{e.course_id}:{e.user_id}", e.event_id)
+        last[p] = (keys.state_key(e.site, e.course_id, e.user_id), e.event_id)
     return dict(last.values())
 
 
@@ -248,7 +248,7 @@ def session(
     r = redis.Redis.from_url(stack.redis_url)
     r.flushdb()
     for cal in cals:
-        r.set(f"rs:cal:{cal.site}:{cal.course_id}", encode(cal))
+        r.set(keys.calendar_key(cal.site, cal.course_id), encode(cal))
     worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log", engine)
     watch = Watch(stack.bootstrap, 500 if stack.durable else 10)
     loop = asyncio.new_event_loop()

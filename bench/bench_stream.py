@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._data import oulad_dir  # noqa: E402
 from bench._load import paced_send, send_all  # noqa: E402
-from contracts import TOPICS, CourseCalendar, LmsEvent, encode  # noqa: E402
+from contracts import TOPICS, CourseCalendar, LmsEvent, encode, keys  # noqa: E402
 from stream_app.records import InRecord, OutRecord  # noqa: E402
 
 SITE = "oulad"
@@ -103,7 +103,7 @@ async def seed_calendars(redis_url: str, cals: dict[int, CourseCalendar]) -> Non
     r = aredis.Redis.from_url(redis_url)
     await r.flushdb()
     for c, cal in cals.items():
-        await r.set(f"rs:cal:{cal.site}:{c}", encode(cal))
+        await r.set(keys.calendar_key(cal.site, c), encode(cal))
     await r.aclose()
 
 
@@ -349,7 +349,7 @@ def run_faust(
     )
     try:
         deadline = time.monotonic() + timeout
-        while profile is not None and not r.exists("rs:courses:" + SITE):
+        while profile is not None and not r.exists(keys.courses_key(SITE)):
             time.sleep(0.01)  # profile the drain, not the start
         with spy(w.pid, profile if workers == 1 else None, f"{engine}-worker"):
             res = _wait_drained(r, w, last_per_partition, deadline)
@@ -369,7 +369,7 @@ def _wait_drained(
     """Until every partition's last event is applied (seconds from the first write)."""
     t_first = None
     while time.monotonic() < deadline:
-        if t_first is None and r.exists("rs:courses:" + SITE):
+        if t_first is None and r.exists(keys.courses_key(SITE)):
             t_first = time.perf_counter()
         if all(int(r.hget(k, "last_id") or -1) >= eid for k, eid in last_per_partition.values()):
             break
@@ -595,12 +595,12 @@ def main() -> None:
             results["batched_aiokafka"] = res
             print(f"batched (aiokafka getmany): {res['events_per_s']:,.0f} events/s")
             r = __import__("redis").Redis.from_url(st.redis_url)
-            keys = sum(1 for _ in r.scan_iter("rs:st:*", count=10_000))
+            n_keys = sum(1 for _ in r.scan_iter("rs:st:*", count=10_000))
             used = int(r.info("memory")["used_memory"])
             results["memory_after_replay"] = {
-                "enrolments": keys,
+                "enrolments": n_keys,
                 "used_memory": used,
-                "bytes_per_enrolment": used / max(keys, 1),
+                "bytes_per_enrolment": used / max(n_keys, 1),
             }
             r.close()
 
@@ -640,7 +640,7 @@ def main() -> None:
 
                 for e in evs:
                     p = (murmur2(e.key) & 0x7FFFFFFF) % 4
-                    last[p] = (f"rs:st:{e.site}:{e.course_id}:{e.user_id}", e.event_id)
+                    last[p] = (keys.state_key(e.site, e.course_id, e.user_id), e.event_id)
                 runs = [("aiokafka", 1, "aiokafka_worker"), ("faust", 1, "faust_worker")]
                 runs += [("faust", n, f"faust_worker_x{n}") for n in args.scale]
                 for engine, n, name in runs:

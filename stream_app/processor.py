@@ -57,6 +57,7 @@ from stream_app.state import (
     BatchWrite,
     StudentKey,
     StudentState,
+    calendar_key,
     decode_state,
     default_calendar,
     encode_state,
@@ -351,7 +352,7 @@ class Processor:
                         reason = (
                             f"event is on course day {day}, more than {MAX_DAYS_PAST_END} days "
                             f"after the course end (length {s.cal.length_days}); publish the "
-                            f"right CourseCalendar to rs:cal:{key.site}:{key.course}"
+                            f"right CourseCalendar to {calendar_key(key.site, key.course)}"
                         )
                         out.append(dead_letter(rec, "stream.day", reason))
                         self.metrics.dead_letters.labels("stream.day").inc()
@@ -469,7 +470,7 @@ class Processor:
         n_parts = self.sweep_partitions
         assert n_parts
         members = await self._retry(
-            "redis.sweep", lambda: self.redis.zrange(f"rs:rank:{site}:{course}", 0, -1)
+            "redis.sweep", lambda: self.redis.zrange(StudentKey(site, course, 0).rank_key, 0, -1)
         )
         mine = []
         for m in members:

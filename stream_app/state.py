@@ -1,8 +1,9 @@
 """Per-student state in Redis: key layout, codec, and one pipelined read and write per batch.
 
-Layout (documented in ARCHITECTURE.md, read by the API):
+Layout (names built in contracts/keys.py; ``{site:course}`` is the course's Redis Cluster
+hash tag, literal braces; documented in ARCHITECTURE.md, read by the API):
 
-- ``rs:st:{site}:{course}:{user}`` hash. Model state tensors under their own names
+- ``rs:st:{site:course}:user`` hash. Model state tensors under their own names
   (``h``, ``c``, ``static``, ... float32 bytes, one row; ``m_`` prefix on a name clash),
   ``acc`` open-day accumulator (float32), ``day`` open day index, ``d0`` day of the
   student's first event, ``win`` rolling window of committed day vectors
@@ -10,28 +11,32 @@ Layout (documented in ARCHITECTURE.md, read by the API):
   ``ver`` model version, ``sp`` feature-spec hash (12 hex), ``risk``, ``level``, ``upd``
   (epoch s), ``alert`` (JSON AlertState), ``traj`` daily risk history (float16, one per
   committed day, capped).
-- ``rs:rank:{site}:{course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
-  ``rs:cal:{site}:{course}`` CourseCalendar JSON; ``rs:prof:{site}:{course}:{user}``
-  StudentProfile JSON; ``rs:courses:{site}`` set of course ids.
+- ``rs:rank:{site:course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
+  ``rs:cal:{site:course}`` CourseCalendar JSON; ``rs:prof:{site:course}:user``
+  StudentProfile JSON; ``rs:courses:site`` set of course ids.
 
-The batch write is one MULTI/EXEC transaction, so a batch's states, ranks and alert-stream
-entries land together or not at all.
+The batch write is one Lua script, so a batch's states, ranks and alert-stream entries land
+together or not at all (on a Redis Cluster: see ``_write_batch_cluster``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from contracts import CourseCalendar, LmsEvent, encode
+from contracts import CourseCalendar, LmsEvent, encode, keys
 from stream_app.alerting import AlertState
 
-ALERTS_STREAM = "rs:alerts"
+ALERTS_STREAM = keys.ALERTS_STREAM
+ALERT_IDS = keys.ALERT_IDS
 ALERTS_MAXLEN = 10_000
 TRAJ_CAP = 400  # days of risk history kept per student (a course is at most ~270 days)
 RESERVED = frozenset(
@@ -46,27 +51,23 @@ class StudentKey(NamedTuple):
 
     @property
     def redis_key(self) -> str:
-        return f"rs:st:{self.site}:{self.course}:{self.user}"
+        return keys.state_key(self.site, self.course, self.user)
 
     @property
     def profile_key(self) -> str:
-        return f"rs:prof:{self.site}:{self.course}:{self.user}"
+        return keys.profile_key(self.site, self.course, self.user)
 
     @property
     def rank_key(self) -> str:
-        return f"rs:rank:{self.site}:{self.course}"
+        return keys.rank_key(self.site, self.course)
 
     @classmethod
     def of(cls, ev: LmsEvent) -> StudentKey:
         return cls(ev.site, ev.course_id, ev.user_id)
 
 
-def calendar_key(site: str, course: int) -> str:
-    return f"rs:cal:{site}:{course}"
-
-
-def courses_key(site: str) -> str:
-    return f"rs:courses:{site}"
+calendar_key = keys.calendar_key
+courses_key = keys.courses_key
 
 
 def default_calendar(site: str, course: int, first_event: datetime) -> CourseCalendar:
@@ -172,8 +173,8 @@ def encode_state(
 
 # One round trip each way, whatever the batch size: the read and the write are Lua scripts
 # (a per-command pipeline costs ~25 us of client time per command in redis-py). Scripts run
-# atomically, so a batch's write lands completely or not at all. Keys are passed in ARGV, so
-# this targets a single Redis (or a cluster with all keys in one slot), as the worker does.
+# atomically, so a batch's write lands completely or not at all. Keys are passed in ARGV; on
+# a Redis Cluster each call covers one course (one hash slot) and KEYS[1] routes it.
 _READ_LUA = """
 local n = tonumber(ARGV[1])
 local out = {}
@@ -204,6 +205,26 @@ return 1
 """
 
 
+# Cluster mode: the alert stream lives in its own slot, so a batch's alerts are appended by
+# their own script, idempotently (an alert id already in ``ALERT_IDS`` is not appended
+# again), BEFORE the per-course state scripts: a crash in between replays the batch, which
+# recomputes the same alert ids and appends nothing twice.
+_ALERTS_LUA = """
+local maxlen = ARGV[1]
+local keep = tonumber(ARGV[2])
+local added = 0
+for i = 3, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[2], 'NX', redis.call('INCR', KEYS[2] .. ':seq'), ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', ARGV[i + 1])
+    added = added + 1
+  end
+end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -keep - 1)
+return added
+"""
+ALERT_IDS_KEPT = 200_000
+
+
 class _Scripts:
     """SHA1-addressed scripts (EVALSHA, falling back to EVAL after a Redis restart)."""
 
@@ -212,6 +233,7 @@ class _Scripts:
 
         self.read_sha = hashlib.sha1(_READ_LUA.encode()).hexdigest()
         self.write_sha = hashlib.sha1(_WRITE_LUA.encode()).hexdigest()
+        self.alerts_sha = hashlib.sha1(_ALERTS_LUA.encode()).hexdigest()
 
     async def call(
         self, r: aredis.Redis, sha: str, body: str, keys: list[str], args: list[Any]
@@ -240,7 +262,10 @@ class BatchRead:
 async def read_batch(
     r: aredis.Redis, students: list[StudentKey], courses: list[tuple[str, int]]
 ) -> BatchRead:
-    """One round trip: every student's hash and profile, every course's calendar."""
+    """One round trip: every student's hash and profile, every course's calendar (on a
+    Redis Cluster one script per course, all in flight together)."""
+    if is_cluster(r):
+        return await _read_batch_cluster(r, students, courses)
     args: list[Any] = [len(students)]
     args += [k.redis_key for k in students]
     args += [k.profile_key for k in students]
@@ -251,6 +276,34 @@ async def read_batch(
     profiles = {k: res[n + i] or None for i, k in enumerate(students)}
     cals = {c: res[2 * n + j] or None for j, c in enumerate(courses)}
     return BatchRead(states, cals, profiles)
+
+
+async def _read_batch_cluster(
+    r: Any, students: list[StudentKey], courses: list[tuple[str, int]]
+) -> BatchRead:
+    by_course: dict[tuple[str, int], list[StudentKey]] = {c: [] for c in courses}
+    for k in students:
+        by_course.setdefault((k.site, k.course), []).append(k)
+    order = list(by_course)
+
+    async def one(site: str, course: int) -> Any:
+        ks = by_course[(site, course)]
+        cal = calendar_key(site, course)
+        args: list[Any] = [len(ks), *(k.redis_key for k in ks), *(k.profile_key for k in ks), cal]
+        return await _SCRIPTS.call(r, _SCRIPTS.read_sha, _READ_LUA, [cal], args)
+
+    results = await asyncio.gather(*(one(site, course) for site, course in order))
+    states: dict[StudentKey, dict[bytes, bytes]] = {}
+    profiles: dict[StudentKey, bytes | None] = {}
+    cals: dict[tuple[str, int], bytes | None] = {}
+    for c, res in zip(order, results, strict=True):
+        ks = by_course[c]
+        n = len(ks)
+        for i, k in enumerate(ks):
+            states[k] = _pairs(res[i])
+            profiles[k] = res[n + i] or None
+        cals[c] = res[2 * n] or None
+    return BatchRead(states, {c: cals[c] for c in courses}, profiles)
 
 
 async def ensure_calendars(
@@ -276,7 +329,11 @@ class BatchWrite:
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
-    """One atomic script: states (HSET), ranking (ZADD), course sets, alert stream (XADD)."""
+    """One atomic script: states (HSET), ranking (ZADD), course sets, alert stream (XADD).
+    On a Redis Cluster: ``_write_batch_cluster``."""
+    if is_cluster(r):
+        await _write_batch_cluster(r, w)
+        return
     args: list[Any] = [len(w.states)]
     for k, mapping in w.states.items():
         args += [k.redis_key, len(mapping)]
@@ -291,6 +348,44 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
         args += [courses_key(site), course]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
     await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
+
+
+async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
+    """Alerts first (idempotent, see above), then one atomic script per course (its states
+    and ranking share the course's hash tag), then the course sets (idempotent SADD)."""
+    if w.alerts:
+        args: list[Any] = [ALERTS_MAXLEN, ALERT_IDS_KEPT]
+        for payload in w.alerts:
+            args += [json.loads(payload)["alert_id"], payload]
+        keys_ = [ALERTS_STREAM, ALERT_IDS]
+        await _SCRIPTS.call(r, _SCRIPTS.alerts_sha, _ALERTS_LUA, keys_, args)
+    by_course: dict[tuple[str, int], list[StudentKey]] = {}
+    for k in w.states:
+        by_course.setdefault((k.site, k.course), []).append(k)
+
+    async def one(site: str, course: int) -> None:
+        ks = by_course[(site, course)]
+        args: list[Any] = [len(ks)]
+        for k in ks:
+            mapping = w.states[k]
+            args += [k.redis_key, len(mapping)]
+            for f, v in mapping.items():
+                args += [f, v]
+        ranked = [k for k in ks if k in w.ranks]
+        args.append(len(ranked))
+        for k in ranked:
+            args += [k.rank_key, repr(float(w.ranks[k])), str(k.user)]
+        args += [0, 0, ALERTS_MAXLEN]
+        route = keys.rank_key(site, course)
+        await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [route], args)
+
+    await asyncio.gather(*(one(site, course) for site, course in by_course))
+    for site in {k.site for k in w.ranks}:
+        await r.sadd(courses_key(site), *sorted({k.course for k in w.ranks if k.site == site}))
+
+
+def is_cluster(r: Any) -> bool:
+    return isinstance(r, RedisCluster)
 
 
 class _FastConnection(aredis.Connection):
@@ -308,8 +403,16 @@ class _FastConnection(aredis.Connection):
         return [b"".join(c for cmd in commands for c in self.pack_command(*cmd))]
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
 def connect(url: str, **kw: Any) -> aredis.Redis:
-    """The worker's Redis client (hiredis packing when hiredis is installed)."""
+    """The worker's Redis client (hiredis packing when hiredis is installed). A
+    ``redis+cluster://host:port`` URL (any node) gives a Redis Cluster client."""
+    if url.startswith(CLUSTER_SCHEME):
+        kw.pop("socket_timeout", None)
+        cluster: Any = RedisCluster.from_url("redis://" + url[len(CLUSTER_SCHEME) :], **kw)
+        return cast(aredis.Redis, cluster)
     try:
         import hiredis  # noqa: F401
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 from aiokafka.partitioner import murmur2
 
-from contracts import CourseCalendar, RiskAlert, decode, encode
+from contracts import CourseCalendar, RiskAlert, decode, encode, keys
 from models.testing import tiny_model
 from riskstream.replay import load_oulad, resolve_data_dir, write_context
 from riskstream.stack import Stack
@@ -63,14 +63,14 @@ def test_backfill_matches_live_processing(
     live_url = stack.redis_url[:-1] + "2"
     live = redis.Redis.from_url(live_url)
     live.flushdb()
-    live.set(f"rs:cal:{site}:7", encode(cal))
+    live.set(keys.calendar_key(site, 7), encode(cal))
     recs = [record(e, i, (murmur2(e.key) & 0x7FFFFFFF) % 4) for i, e in enumerate(evs)]
     asyncio.run(_live(live_url, handle, recs))
     want = _snapshot(live, site, handle.n_day)
     want_alerts = set(_alert_ids(live, site))
     assert len(want) == N_USERS and want_alerts
 
-    redis_client.set(f"rs:cal:{site}:7", encode(cal))
+    redis_client.set(keys.calendar_key(site, 7), encode(cal))
     cfg = WorkerConfig(bootstrap=stack.bootstrap, redis_url=stack.redis_url, registry=reg)
     seen: list[int] = []
     rep = run_backfill(
@@ -138,8 +138,8 @@ def test_backfill_cli_on_an_oulad_sample(
     users = sorted({e.user_id for e in evs})
     course = evs[0].course_id
     for u in users:
-        want = decode_state(live.hgetall(f"rs:st:{site}:{course}:{u}"), handle.n_day)
-        got = decode_state(redis_client.hgetall(f"rs:st:{site}:{course}:{u}"), handle.n_day)
+        want = decode_state(live.hgetall(keys.state_key(site, course, u)), handle.n_day)
+        got = decode_state(redis_client.hgetall(keys.state_key(site, course, u)), handle.n_day)
         assert (got.day, got.last_id, got.level, got.alert) == (
             want.day,
             want.last_id,

@@ -14,7 +14,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts import TOPICS, CourseCalendar, encode
+from contracts import TOPICS, CourseCalendar, encode, keys
 from models.testing import tiny_model
 from riskstream.kafka_admin import ensure_topics
 from riskstream.stack import Stack
@@ -52,7 +52,7 @@ def test_faust_worker_uvloop_applies_all_and_commits(
     ]
     evs = [e.model_copy(update={"event_id": i + 1}) for i, e in enumerate(evs)]
     redis_client.set(
-        f"rs:cal:{site}:7", encode(CourseCalendar(site=site, course_id=7, start=START))
+        keys.calendar_key(site, 7), encode(CourseCalendar(site=site, course_id=7, start=START))
     )
     asyncio.run(_produce(stack.bootstrap, topic, evs))
     reg = tmp_path / "reg"
@@ -80,7 +80,7 @@ def test_faust_worker_uvloop_applies_all_and_commits(
     last = {u: max(e.event_id for e in evs if e.user_id == u) for u in range(30)}
 
     def applied() -> int:
-        vals = [redis_client.hget(f"rs:st:{site}:7:{u}", "last_id") for u in range(30)]
+        vals = [redis_client.hget(keys.state_key(site, 7, u), "last_id") for u in range(30)]
         return sum(v is not None and int(v) == last[u] for u, v in enumerate(vals))
 
     try:

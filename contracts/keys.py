@@ -1,0 +1,63 @@
+"""Redis key names: written by the stream worker, the connector and the replayer, read by
+the API (the layout is documented in ARCHITECTURE.md, "Redis keys").
+
+Every key of one course carries the hash tag ``{site:course}``, so on a Redis Cluster a
+course's keys share one slot and the worker's atomic write per course (one Lua call) stays in
+one slot. On a single Redis the braces are just characters of the name.
+"""
+
+from __future__ import annotations
+
+ALERTS_STREAM = "rs:alerts"  # stream of RiskAlert JSON (field "alert"); one slot of its own
+ALERT_IDS = "{rs:alerts}:ids"  # cluster mode: alert ids already on the stream (same slot)
+
+
+def course_tag(site: str, course: int) -> str:
+    """The hash tag of one course: ``{site:course}``."""
+    return f"{{{site}:{course}}}"
+
+
+def state_key(site: str, course: int, user: int) -> str:
+    """Hash: one student's state in one course (fields in stream_app/state.py)."""
+    return f"rs:st:{course_tag(site, course)}:{user}"
+
+
+def profile_key(site: str, course: int, user: int) -> str:
+    """StudentProfile JSON."""
+    return f"rs:prof:{course_tag(site, course)}:{user}"
+
+
+def rank_key(site: str, course: int) -> str:
+    """Sorted set user -> latest risk."""
+    return f"rs:rank:{course_tag(site, course)}"
+
+
+def calendar_key(site: str, course: int) -> str:
+    """CourseCalendar JSON."""
+    return f"rs:cal:{course_tag(site, course)}"
+
+
+def roster_key(site: str, course: int) -> str:
+    """Roster JSON (the connector)."""
+    return f"rs:roster:{course_tag(site, course)}"
+
+
+def courses_key(site: str) -> str:
+    """Set of the site's course ids."""
+    return f"rs:courses:{site}"
+
+
+def _glob(site: str) -> str:
+    """A site id (or a prefix ending in ``*``) for SCAN MATCH, glob characters escaped."""
+    esc = "".join("\\" + c if c in "*?[]\\" else c for c in site.rstrip("*"))
+    return esc + ("*" if site.endswith("*") else "")
+
+
+def site_pattern(site: str) -> str:
+    """SCAN MATCH pattern for every per-course key of ``site`` (``site`` may end in ``*``)."""
+    return f"rs:*:{{{_glob(site)}:*"
+
+
+def state_pattern(site: str) -> str:
+    """SCAN MATCH pattern for every student state of ``site``."""
+    return f"rs:st:{{{_glob(site)}:*"
