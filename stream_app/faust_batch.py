@@ -36,6 +36,17 @@ from stream_app.records import InRecord
 BatchHandler = Callable[[list[InRecord]], Awaitable[None]]
 
 
+def next_fetch_size(got: int, size: int, lo: int, hi: int) -> int:
+    """The fetch size after a fetch of ``got`` records with ``size``: doubles while fetches
+    come back full (a backlog: large batches for throughput), halves back towards ``lo`` when
+    they come back under a quarter full (low load: small batches for latency)."""
+    if got >= size:
+        return min(size * 2, hi)
+    if got < size // 4:
+        return max(size // 2, lo)
+    return size
+
+
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust hard-codes ``fetch_max_wait_ms=1500``, which on Tansu (no fetch wake-ups) puts
     up to 1.5 s on every event at low load; here it starts at ``fetch_max_wait_ms`` and is
@@ -158,11 +169,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             )
         self.fetches += 1
         self.fetch_records += n
-        # adaptive fetch size: grow while fetches come back full (a backlog), shrink back
-        if n >= self._max_records:
-            self._max_records = min(self._max_records * 2, self.batch_cap)
-        elif n < self._max_records // 4:
-            self._max_records = max(self._max_records // 2, self.batch_min)
+        self._max_records = next_fetch_size(n, self._max_records, self.batch_min, self.batch_cap)
         return out
 
     async def _drain_messages(self, fetcher: Any) -> None:

@@ -45,3 +45,17 @@ def test_wait_doubles_when_empty_while_behind_up_to_the_ceiling() -> None:
         t2.observe(c2, TPS, got_records=False)
         t2.observe(c2, TPS, got_records=True)
     assert c2._fetcher._fetch_max_wait_ms == 10
+
+
+def test_fetch_size_grows_under_a_backlog_and_shrinks_back() -> None:
+    from stream_app.faust_batch import next_fetch_size
+
+    size, sizes = 1000, []
+    for _ in range(5):  # full fetches: a backlog
+        size = next_fetch_size(size, size, 1000, 8000)
+        sizes.append(size)
+    assert sizes == [2000, 4000, 8000, 8000, 8000]
+    assert next_fetch_size(5000, 8000, 1000, 8000) == 8000  # still busy: keep
+    for want in (4000, 2000, 1000, 1000):  # low load: back to the minimum
+        size = next_fetch_size(30, size, 1000, 8000)
+        assert size == want
