@@ -191,9 +191,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 self._idle.clear()
                 try:
                     await handler(batch)
+                    self._mark_applied(batch)  # before wait_empty (rebalance, stop) resumes
                 finally:
                     self._idle.set()
-                self._mark_applied(batch)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
