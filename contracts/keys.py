@@ -37,6 +37,11 @@ def calendar_key(site: str, course: int) -> str:
     return f"rs:cal:{course_tag(site, course)}"
 
 
+def caps_key(site: str, course: int) -> str:
+    """Hash course day -> act-on alerts raised that day (the alert policy's capacity)."""
+    return f"rs:cap:{course_tag(site, course)}"
+
+
 def roster_key(site: str, course: int) -> str:
     """Roster JSON (the connector)."""
     return f"rs:roster:{course_tag(site, course)}"

@@ -14,6 +14,8 @@ hash tag, literal braces; documented in ARCHITECTURE.md, read by the API):
 - ``rs:rank:{site:course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
   ``rs:cal:{site:course}`` CourseCalendar JSON; ``rs:prof:{site:course}:user``
   StudentProfile JSON; ``rs:courses:site`` set of course ids.
+- ``rs:cap:{site:course}`` hash course day -> act-on alerts raised that day (the alert
+  policy's per-course capacity; written in the batch's atomic write).
 
 The batch write is one Lua script, so a batch's states, ranks and alert-stream entries land
 together or not at all (on a Redis Cluster: see ``_write_batch_cluster``).
@@ -68,6 +70,10 @@ class StudentKey(NamedTuple):
 
 calendar_key = keys.calendar_key
 courses_key = keys.courses_key
+
+
+caps_key = keys.caps_key
+rank_key = keys.rank_key
 
 
 def default_calendar(site: str, course: int, first_event: datetime) -> CourseCalendar:
@@ -201,6 +207,12 @@ for _ = 1, n do local key = nxt(); redis.call('SADD', key, nxt()) end
 n = tonumber(nxt())
 local maxlen = nxt()
 for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local day = nxt(); redis.call('HINCRBY', key, day, tonumber(nxt()))
+end
+n = tonumber(nxt())
+for _ = 1, n do local key = nxt(); redis.call('ZREM', key, nxt()) end
 return 1
 """
 
@@ -321,11 +333,29 @@ async def ensure_calendars(
     return {c: res[len(order) + i] for i, c in enumerate(order)}
 
 
+async def read_caps(
+    r: aredis.Redis, courses: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, dict[int, int]]]:
+    """Per course: students on the ranking (enrolled) and act-on alerts per course day."""
+    pipe = r.pipeline(transaction=False)
+    for site, course in courses:
+        pipe.zcard(rank_key(site, course))
+        pipe.hgetall(caps_key(site, course))
+    res = await pipe.execute()
+    out: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
+    for i, c in enumerate(courses):
+        per_day = {int(k): int(v) for k, v in (res[2 * i + 1] or {}).items()}
+        out[c] = (int(res[2 * i]), per_day)
+    return out
+
+
 @dataclass
 class BatchWrite:
     states: dict[StudentKey, dict[str, bytes | str | int | float]] = field(default_factory=dict)
     ranks: dict[StudentKey, float] = field(default_factory=dict)
     alerts: list[bytes] = field(default_factory=list)
+    caps: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (site, course, day)
+    unranks: list[StudentKey] = field(default_factory=list)  # unenrolled: off the ranking
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
@@ -347,6 +377,12 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     for site, course in courses:
         args += [courses_key(site), course]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
+    args.append(len(w.caps))
+    for (site, course, day), n in w.caps.items():
+        args += [caps_key(site, course), day, n]
+    args.append(len(w.unranks))
+    for k in w.unranks:
+        args += [k.rank_key, str(k.user)]
     await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
 
 
@@ -362,6 +398,10 @@ async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
     by_course: dict[tuple[str, int], list[StudentKey]] = {}
     for k in w.states:
         by_course.setdefault((k.site, k.course), []).append(k)
+    for k in [*w.ranks, *w.unranks]:
+        by_course.setdefault((k.site, k.course), [])
+    for site, course, _ in w.caps:
+        by_course.setdefault((site, course), [])
 
     async def one(site: str, course: int) -> None:
         ks = by_course[(site, course)]
@@ -371,11 +411,19 @@ async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
             args += [k.redis_key, len(mapping)]
             for f, v in mapping.items():
                 args += [f, v]
-        ranked = [k for k in ks if k in w.ranks]
+        ranked = [k for k in w.ranks if (k.site, k.course) == (site, course)]
         args.append(len(ranked))
         for k in ranked:
             args += [k.rank_key, repr(float(w.ranks[k])), str(k.user)]
-        args += [0, 0, ALERTS_MAXLEN]
+        args += [0, 0, ALERTS_MAXLEN]  # no course set, no alerts (both written apart)
+        caps = [(d, n) for (s_, c, d), n in w.caps.items() if (s_, c) == (site, course)]
+        args.append(len(caps))
+        for day, n in caps:
+            args += [caps_key(site, course), day, n]
+        unranks = [k for k in w.unranks if (k.site, k.course) == (site, course)]
+        args.append(len(unranks))
+        for k in unranks:
+            args += [k.rank_key, str(k.user)]
         route = keys.rank_key(site, course)
         await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [route], args)
 

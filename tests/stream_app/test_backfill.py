@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,10 @@ def test_backfill_matches_live_processing(
     site = f"bf{uuid.uuid4().hex[:8]}"
     evs = _events(site)
     cal = CourseCalendar(site=site, course_id=7, start=START, length_days=60)
-    th = _thresholds(tmp_path / "pilot", evs, cal)
+    # No binding per-course capacity: which students get a course's few alerts of a day
+    # depends on whose days close in the same batch (in the worker as in a backfill), so
+    # the comparison is made where every student's outcome is their own.
+    th = replace(_thresholds(tmp_path / "pilot", evs, cal), day_cap=1.0, week_cap=1.0)
     reg = tmp_path / "reg"
     tiny_model(reg, seed=11, hidden=8, thresholds=th)
     handle = load_handle(reg, "cpu")
