@@ -37,14 +37,27 @@ def calendar_key(site: str, course: int) -> str:
     return f"rs:cal:{course_tag(site, course)}"
 
 
-def caps_key(site: str, course: int) -> str:
-    """Hash course day -> act-on alerts raised that day (the alert policy's capacity)."""
-    return f"rs:cap:{course_tag(site, course)}"
+def caps_key(site: str, course: int, partition: int) -> str:
+    """Hash: the alert policy's book per course and partition (stream_app/state.py)."""
+    return f"rs:cap:{course_tag(site, course)}:{partition}"
+
+
+def candidates_key(site: str, course: int, partition: int, day: int) -> str:
+    """Sorted set ``user:trigger`` -> held risk: one day's alert candidates until released."""
+    return f"rs:cand:{course_tag(site, course)}:{partition}:{day}"
 
 
 def roster_key(site: str, course: int) -> str:
     """Roster JSON (the connector)."""
     return f"rs:roster:{course_tag(site, course)}"
+
+
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes for ``key``: the text inside its first ``{...}`` when that
+    is not empty, else the whole key."""
+    i = key.find("{")
+    j = key.find("}", i + 1) if i >= 0 else -1
+    return key[i + 1 : j] if j > i + 1 else key
 
 
 def courses_key(site: str) -> str:

@@ -35,6 +35,12 @@ def backfill_command(
         0, "--workers", min=0, help="Processes (0 = one per CPU core); split by student"
     ),
     batch: int = typer.Option(8000, min=1, help="Events per processor batch"),
+    partitions: int = typer.Option(
+        4,
+        min=1,
+        help="Partitions of the events topic the live worker reads (`stack up` makes 4); the "
+        "course-clock sweep and the alert capacity are per partition",
+    ),
     publish: bool = typer.Option(
         False, "--publish", help="Also send alerts, risk scores and dead letters to Kafka"
     ),
@@ -80,9 +86,9 @@ def backfill_command(
         f"{', publishing outputs' if publish else ''}"
     )
 
-    def records() -> Iterator[tuple[bytes, bytes]]:
-        for ev in src.events:
-            yield ev.key, encode(ev)
+    def records() -> Iterator[tuple[bytes, bytes, int]]:
+        for ev in src.events:  # batches are cut at UTC midnight (course days start there)
+            yield ev.key, encode(ev), ev.time.toordinal()
 
     bar = Progress(
         TextColumn("[bold]backfill"),
@@ -108,6 +114,7 @@ def backfill_command(
             shards=n,
             batch=batch,
             publish=publish,
+            partitions=partitions,
             on_progress=on_progress,
         )
     table = Table("", "value", title="backfill")

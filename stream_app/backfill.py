@@ -1,12 +1,14 @@
 """Backfill: apply a recorded history (e.g. a presentation-year of OULAD) straight to Redis.
 
-The broker is skipped: events are split by student key over N processes (the same murmur2
-partitioning Kafka uses, so each student's events stay in order in one process) and each
-process runs the worker's ``Processor`` over large batches. The result is the state live
-processing gives (the processor's result does not depend on batch boundaries; tested in
+The broker is skipped: each event gets the partition Kafka would give it (murmur2 of the key
+over ``partitions``, the events topic's partition count), whole partitions are spread over N
+processes, and each process runs the worker's ``Processor`` over large batches with the
+course-clock sweep on (per partition, as the worker: it closes course days for the alert
+policy, whose capacity is per partition). The result is the state live processing gives (the
+processor's result does not depend on batch boundaries; tested in
 tests/stream_app/test_backfill.py). Outputs (alerts, risk scores, dead letters) go to Kafka
 only with ``publish`` (a history should not page teachers); alerts reach ``rs:alerts`` either
-way. Course-clock sweeps are off, as in the worker's default.
+way.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class _Discard:
 
 
 async def _apply_shard(
-    cfg: WorkerConfig, shard: int, inbox: Any, progress: Any, publish: bool
+    cfg: WorkerConfig, shard: int, inbox: Any, progress: Any, publish: bool, partitions: int
 ) -> None:
     from stream_app.inference import InferenceEngine
     from stream_app.kafka_io import KafkaPublisher
@@ -77,6 +79,8 @@ async def _apply_shard(
         window_days=cfg.window_days,
         explainer=find_explainer(),
         explain_levels=None if cfg.explain_levels is None else frozenset(cfg.explain_levels),
+        sweep_partitions=partitions if cfg.sweep else 0,
+        sweep_lag_days=cfg.sweep_lag_days,
     )
     loop = asyncio.get_running_loop()
     offset = 0
@@ -88,8 +92,8 @@ async def _apply_shard(
                 break
             nxt = loop.run_in_executor(None, inbox.get)  # unpickle the next while applying
             recs = []
-            for key, value in chunk:
-                recs.append(InRecord(BACKFILL_TOPIC, shard, offset, key, value, None))
+            for part, key, value in chunk:
+                recs.append(InRecord(BACKFILL_TOPIC, part, offset, key, value, None))
                 offset += 1
             rep = await proc.process(recs)
             progress.put(
@@ -110,14 +114,16 @@ async def _apply_shard(
         engine.close()
 
 
-def _shard_main(cfg: WorkerConfig, shard: int, inbox: Any, progress: Any, publish: bool) -> None:
+def _shard_main(
+    cfg: WorkerConfig, shard: int, inbox: Any, progress: Any, publish: bool, partitions: int
+) -> None:
     import gc
 
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     use_uvloop()
     try:
-        asyncio.run(_apply_shard(cfg, shard, inbox, progress, publish))
+        asyncio.run(_apply_shard(cfg, shard, inbox, progress, publish, partitions))
     except BaseException as exc:
         progress.put(("error", shard, f"{type(exc).__name__}: {exc}"))
         raise
@@ -126,20 +132,28 @@ def _shard_main(cfg: WorkerConfig, shard: int, inbox: Any, progress: Any, publis
 
 def run_backfill(
     cfg: WorkerConfig,
-    records: Iterable[tuple[bytes, bytes]],
+    records: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, Any]],
     *,
     shards: int = 2,
     batch: int = 8000,
     publish: bool = False,
+    partitions: int = 4,
     on_progress: Callable[[BackfillReport], None] | None = None,
 ) -> BackfillReport:
-    """Apply ``(key, value)`` event records (in time order) with ``shards`` processes;
-    ``on_progress`` gets the running report after each applied batch."""
+    """Apply ``(key, value[, day])`` event records (in time order) with ``shards`` processes
+    (a batch never spans two values of ``day``, e.g. the event's UTC date), as
+    the worker would on an events topic of ``partitions`` partitions; ``on_progress`` gets
+    the running report after each applied batch."""
+    shards = max(1, min(shards, partitions))
     ctx = mp.get_context("spawn")  # torch and threads: no fork
     inboxes = [ctx.Queue(maxsize=4) for _ in range(shards)]
     progress = ctx.Queue()
     procs = [
-        ctx.Process(target=_shard_main, args=(cfg, i, inboxes[i], progress, publish), daemon=True)
+        ctx.Process(
+            target=_shard_main,
+            args=(cfg, i, inboxes[i], progress, publish, partitions),
+            daemon=True,
+        )
         for i in range(shards)
     ]
     for p in procs:
@@ -182,11 +196,19 @@ def run_backfill(
                     msg = "; ".join(rep.errors) or f"backfill shard {i} died"
                     raise RuntimeError(msg) from None
 
-    chunks: list[list[tuple[bytes, bytes]]] = [[] for _ in range(shards)]
+    chunks: list[list[tuple[int, bytes, bytes]]] = [[] for _ in range(shards)]
+    days: list[Any] = [None] * shards
     try:
-        for key, value in records:
-            i = shard_of(key, shards)
-            chunks[i].append((key, value))
+        for rec in records:
+            key, value = rec[0], rec[1]
+            day = rec[2] if len(rec) > 2 else None
+            part = shard_of(key, partitions)  # the Kafka partition
+            i = part % shards  # whole partitions per process: each stays in order
+            if chunks[i] and day is not None and day != days[i]:
+                put(i, chunks[i])  # a batch never spans two days (the alert policy's
+                chunks[i] = []  # release runs between days, as in live processing)
+            days[i] = day
+            chunks[i].append((part, key, value))
             if len(chunks[i]) >= batch:
                 put(i, chunks[i])
                 chunks[i] = []

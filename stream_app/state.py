@@ -14,8 +14,11 @@ hash tag, literal braces; documented in ARCHITECTURE.md, read by the API):
 - ``rs:rank:{site:course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
   ``rs:cal:{site:course}`` CourseCalendar JSON; ``rs:prof:{site:course}:user``
   StudentProfile JSON; ``rs:courses:site`` set of course ids.
-- ``rs:cap:{site:course}`` hash course day -> act-on alerts raised that day (the alert
-  policy's per-course capacity; written in the batch's atomic write).
+- ``rs:cap:{site:course}:partition`` hash, the alert policy's book per course and
+  partition: ``n{day}`` students enrolled (state created) that day, ``u{day}`` unenrolled,
+  ``a{day}`` act-on alerts admitted, ``rel`` last course day released;
+  ``rs:cand:{site:course}:partition:day`` sorted set ``user:trigger`` -> held risk,
+  the day's candidates until released.
 
 The batch write is one Lua script, so a batch's states, ranks and alert-stream entries land
 together or not at all (on a Redis Cluster: see ``_write_batch_cluster``).
@@ -73,6 +76,7 @@ courses_key = keys.courses_key
 
 
 caps_key = keys.caps_key
+candidates_key = keys.candidates_key
 rank_key = keys.rank_key
 
 
@@ -209,10 +213,18 @@ local maxlen = nxt()
 for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
 n = tonumber(nxt())
 for _ = 1, n do
-  local key = nxt(); local day = nxt(); redis.call('HINCRBY', key, day, tonumber(nxt()))
+  local key = nxt(); local f = nxt(); redis.call('HINCRBY', key, f, tonumber(nxt()))
 end
 n = tonumber(nxt())
 for _ = 1, n do local key = nxt(); redis.call('ZREM', key, nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local score = nxt(); redis.call('ZADD', key, score, nxt())
+end
+n = tonumber(nxt())
+for _ = 1, n do local key = nxt(); local f = nxt(); redis.call('HSET', key, f, nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do redis.call('DEL', nxt()) end
 return 1
 """
 
@@ -333,29 +345,16 @@ async def ensure_calendars(
     return {c: res[len(order) + i] for i, c in enumerate(order)}
 
 
-async def read_caps(
-    r: aredis.Redis, courses: list[tuple[str, int]]
-) -> dict[tuple[str, int], tuple[int, dict[int, int]]]:
-    """Per course: students on the ranking (enrolled) and act-on alerts per course day."""
-    pipe = r.pipeline(transaction=False)
-    for site, course in courses:
-        pipe.zcard(rank_key(site, course))
-        pipe.hgetall(caps_key(site, course))
-    res = await pipe.execute()
-    out: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
-    for i, c in enumerate(courses):
-        per_day = {int(k): int(v) for k, v in (res[2 * i + 1] or {}).items()}
-        out[c] = (int(res[2 * i]), per_day)
-    return out
-
-
 @dataclass
 class BatchWrite:
     states: dict[StudentKey, dict[str, bytes | str | int | float]] = field(default_factory=dict)
     ranks: dict[StudentKey, float] = field(default_factory=dict)
     alerts: list[bytes] = field(default_factory=list)
-    caps: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (site, course, day)
     unranks: list[StudentKey] = field(default_factory=list)  # unenrolled: off the ranking
+    hincrs: list[tuple[str, str, int]] = field(default_factory=list)  # policy book counts
+    zadds: list[tuple[str, float, str]] = field(default_factory=list)  # alert candidates
+    hsets: list[tuple[str, str, Any]] = field(default_factory=list)
+    dels: list[str] = field(default_factory=list)
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
@@ -377,57 +376,90 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     for site, course in courses:
         args += [courses_key(site), course]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
-    args.append(len(w.caps))
-    for (site, course, day), n in w.caps.items():
-        args += [caps_key(site, course), day, n]
+    args.append(len(w.hincrs))
+    for key, f, n in w.hincrs:
+        args += [key, f, n]
     args.append(len(w.unranks))
     for k in w.unranks:
         args += [k.rank_key, str(k.user)]
+    args.append(len(w.zadds))
+    for key, score, member in w.zadds:
+        args += [key, repr(float(score)), member]
+    args.append(len(w.hsets))
+    for key, f, v in w.hsets:
+        args += [key, f, v]
+    args.append(len(w.dels))
+    args += w.dels
     await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
 
 
 async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
-    """Alerts first (idempotent, see above), then one atomic script per course (its states
-    and ranking share the course's hash tag), then the course sets (idempotent SADD)."""
+    """Alerts first (idempotent, see above), then one atomic script per course: every other
+    write of the batch (states, ranking, the policy's book and candidates, deletions) goes
+    to the script of its key's hash tag, i.e. its course; then the course sets (idempotent
+    SADD). A student's writes all share their course's tag, so each student is written
+    completely or not at all."""
     if w.alerts:
         args: list[Any] = [ALERTS_MAXLEN, ALERT_IDS_KEPT]
         for payload in w.alerts:
             args += [json.loads(payload)["alert_id"], payload]
         keys_ = [ALERTS_STREAM, ALERT_IDS]
         await _SCRIPTS.call(r, _SCRIPTS.alerts_sha, _ALERTS_LUA, keys_, args)
-    by_course: dict[tuple[str, int], list[StudentKey]] = {}
-    for k in w.states:
-        by_course.setdefault((k.site, k.course), []).append(k)
-    for k in [*w.ranks, *w.unranks]:
-        by_course.setdefault((k.site, k.course), [])
-    for site, course, _ in w.caps:
-        by_course.setdefault((site, course), [])
+    groups: dict[str, BatchWrite] = {}
 
-    async def one(site: str, course: int) -> None:
-        ks = by_course[(site, course)]
-        args: list[Any] = [len(ks)]
-        for k in ks:
-            mapping = w.states[k]
+    def group(key: str) -> BatchWrite:
+        return groups.setdefault(keys.hash_tag(key), BatchWrite())
+
+    for k, mapping in w.states.items():
+        group(k.redis_key).states[k] = mapping
+    for k, risk in w.ranks.items():
+        group(k.rank_key).ranks[k] = risk
+    for k in w.unranks:
+        group(k.rank_key).unranks.append(k)
+    for op in w.hincrs:
+        group(op[0]).hincrs.append(op)
+    for zop in w.zadds:
+        group(zop[0]).zadds.append(zop)
+    for hop in w.hsets:
+        group(hop[0]).hsets.append(hop)
+    for key in w.dels:
+        group(key).dels.append(key)
+
+    async def one(g: BatchWrite) -> None:
+        route: list[str] = []
+        args: list[Any] = [len(g.states)]
+        for k, mapping in g.states.items():
+            route = route or [k.redis_key]
             args += [k.redis_key, len(mapping)]
             for f, v in mapping.items():
                 args += [f, v]
-        ranked = [k for k in w.ranks if (k.site, k.course) == (site, course)]
-        args.append(len(ranked))
-        for k in ranked:
-            args += [k.rank_key, repr(float(w.ranks[k])), str(k.user)]
-        args += [0, 0, ALERTS_MAXLEN]  # no course set, no alerts (both written apart)
-        caps = [(d, n) for (s_, c, d), n in w.caps.items() if (s_, c) == (site, course)]
-        args.append(len(caps))
-        for day, n in caps:
-            args += [caps_key(site, course), day, n]
-        unranks = [k for k in w.unranks if (k.site, k.course) == (site, course)]
-        args.append(len(unranks))
-        for k in unranks:
+        args.append(len(g.ranks))
+        for k, risk in g.ranks.items():
+            route = route or [k.rank_key]
+            args += [k.rank_key, repr(float(risk)), str(k.user)]
+        args += [0, 0, ALERTS_MAXLEN]  # course sets and alerts are written apart
+        args.append(len(g.hincrs))
+        for key, f, n in g.hincrs:
+            route = route or [key]
+            args += [key, f, n]
+        args.append(len(g.unranks))
+        for k in g.unranks:
+            route = route or [k.rank_key]
             args += [k.rank_key, str(k.user)]
-        route = keys.rank_key(site, course)
-        await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [route], args)
+        args.append(len(g.zadds))
+        for key, score, member in g.zadds:
+            route = route or [key]
+            args += [key, repr(float(score)), member]
+        args.append(len(g.hsets))
+        for key, f, v in g.hsets:
+            route = route or [key]
+            args += [key, f, v]
+        args.append(len(g.dels))
+        args += g.dels
+        route = route or g.dels[:1]
+        await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, route, args)
 
-    await asyncio.gather(*(one(site, course) for site, course in by_course))
+    await asyncio.gather(*(one(g) for g in groups.values()))
     for site in {k.site for k in w.ranks}:
         await r.sadd(courses_key(site), *sorted({k.course for k in w.ranks if k.site == site}))
 

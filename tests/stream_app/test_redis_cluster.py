@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from aiokafka.partitioner import murmur2
 from redis.cluster import RedisCluster as SyncCluster
 
 from contracts import CourseCalendar, RiskAlert, decode, encode, keys
@@ -113,7 +114,7 @@ async def _apply(url: str, handle, recs, cals) -> None:  # type: ignore[no-untyp
     r = connect(url)
     for c in cals:
         await r.set(keys.calendar_key(c.site, c.course_id), encode(c))
-    proc = Processor(r, ListPublisher(), handle)
+    proc = Processor(r, ListPublisher(), handle, sweep_partitions=4)  # sweeps close days
     for i in range(0, len(recs), 113):
         await proc.process(recs[i : i + 113])
     await r.aclose()
@@ -139,7 +140,7 @@ def test_course_keys_share_a_slot() -> None:
 def test_cluster_state_equals_single_node(cluster_url: str, stack: Stack, tmp_path: Path) -> None:
     handle = handle_for(tmp_path, constant_risk=0.9)  # every student alerts once armed
     evs = _events()
-    recs = [record(e, i) for i, e in enumerate(evs)]
+    recs = [record(e, i, (murmur2(e.key) & 0x7FFFFFFF) % 4) for i, e in enumerate(evs)]
     cals = [CourseCalendar(site="s1", course_id=c, start=START, length_days=60) for c in COURSES]
     single_url = stack.redis_url[:-1] + "4"
     single = redis.Redis.from_url(single_url)
