@@ -57,7 +57,7 @@ def stack_from(s: Settings) -> Stack:
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)  # one line, whatever the width
     return typer.Exit(code)
 
 
@@ -136,9 +136,21 @@ def schema(
 def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
     """Round trip through the running stack: publish sample events and read them back."""
     s = _settings()
+    from aiokafka.errors import KafkaError
+
+    from riskstream.reachable import unreachable
     from riskstream.smoke import round_trip
 
-    got = asyncio.run(round_trip(s.kafka_bootstrap, n=n))
+    down = unreachable(kafka=s.kafka_bootstrap)
+    if down:
+        raise _fail(down)
+    try:
+        got = asyncio.run(round_trip(s.kafka_bootstrap, n=n))
+    except (KafkaError, OSError) as exc:
+        raise _fail(
+            f"round trip through Kafka at {s.kafka_bootstrap} failed ({type(exc).__name__}: "
+            f"{exc}); is the stack up (riskstream stack up)?"
+        ) from None
     table = Table("partition", "event id", "user", "course", "activity", "time")
     for part, ev in got:
         table.add_row(

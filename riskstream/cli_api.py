@@ -80,7 +80,11 @@ def serve(
 
 
 @api_app.command("hash-key")
-def hash_key_cmd() -> None:
+def hash_key_cmd(
+    site: str = typer.Option(
+        "", "--site", help="Scope the key to one site (printed as SITE=digest); default: all"
+    ),
+) -> None:
     """Read an API key on stdin, print the sha256 digest for RISKSTREAM_API_KEY_HASHES."""
     from riskstream.api.auth import hash_key
 
@@ -90,4 +94,4 @@ def hash_key_cmd() -> None:
             "[bold red]error:[/] give the key on stdin, e.g. echo KEY | riskstream api hash-key"
         )
         raise typer.Exit(2)
-    typer.echo(hash_key(key))
+    typer.echo(f"{site}={hash_key(key)}" if site else hash_key(key))

@@ -91,8 +91,26 @@ class Settings(BaseSettings):
         description="Alert levels that carry contributions, comma-separated; * = every level",
     )
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
+    stream_metrics_host: str = Field(
+        default="127.0.0.1", description="Address the metrics port binds (0.0.0.0 = every one)"
+    )
+    stream_max_id_jump: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="Event ids this far above the site's highest applied id are dead-lettered",
+    )
+    sites: str = Field(
+        default="",
+        description="Comma-separated site ids the worker applies; others are dead-lettered "
+        "(empty = every site: any producer on the events topic can then create a site)",
+    )
     log_level: str = "INFO"
     log_json: bool = False
+
+    @property
+    def site_list(self) -> frozenset[str]:
+        """``sites`` as a set (empty = every site)."""
+        return frozenset(s.strip() for s in self.sites.split(",") if s.strip())
 
     @property
     def site_id(self) -> str:

@@ -52,6 +52,9 @@ class WorkerConfig:
     sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
     sweep_lag_days: int = 1
     explain_levels: tuple[str, ...] | None = ("high",)  # None: explain every alert
+    sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
+    max_id_jump: int = 100_000_000  # see Processor: implausible event ids
+    metrics_host: str = "127.0.0.1"
 
 
 def use_uvloop() -> bool:
@@ -97,10 +100,12 @@ class Runtime:
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
             explain_levels=None if cfg.explain_levels is None else frozenset(cfg.explain_levels),
+            sites=cfg.sites,
+            max_id_jump=cfg.max_id_jump,
         )
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
-        self.metrics.serve(cfg.metrics_port)
+        self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
         loop = type(asyncio.get_running_loop())
         log.info(
             "worker.started",
@@ -108,6 +113,7 @@ class Runtime:
             device=cfg.device,
             group=cfg.group,
             loop=f"{loop.__module__}.{loop.__name__}",
+            sites=",".join(sorted(cfg.sites)) or "all (set RISKSTREAM_SITES)",
         )
         return self.processor
 

@@ -13,21 +13,27 @@ hash tag, literal braces; documented in ARCHITECTURE.md, read by the API):
   committed day, capped).
 - ``rs:rank:{site:course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
   ``rs:cal:{site:course}`` CourseCalendar JSON; ``rs:prof:{site:course}:user``
-  StudentProfile JSON; ``rs:courses:site`` set of course ids.
+  StudentProfile JSON; ``rs:courses:{site}`` set of course ids.
 - ``rs:cap:{site:course}:partition`` hash, the alert policy's book per course and
   partition: ``n{day}`` students enrolled (state created) that day, ``u{day}`` unenrolled,
   ``a{day}`` act-on alerts admitted, ``rel`` last course day released;
   ``rs:cand:{site:course}:partition:day`` sorted set ``user:trigger`` -> held risk,
   the day's candidates until released.
+- ``rs:site:{site}:id_hi`` highest event id applied for the site (plausibility of new ids);
+  ``rs:counts`` hash of event outcomes (sent, applied, duplicate, dead_letter), incremented
+  in the same script as the states, so the sum can be checked across crashes and restarts.
 
-The batch write is one Lua script, so a batch's states, ranks and alert-stream entries land
-together or not at all (on a Redis Cluster: see ``_write_batch_cluster``).
+The batch write is one Lua script that validates everything (key types, finite scores)
+before its first write, so a batch's states, ranks and alert-stream entries land together
+or not at all (Redis does not roll a script back after an error). On a Redis Cluster:
+``_write_batch_cluster``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any, NamedTuple, cast
@@ -42,6 +48,7 @@ from stream_app.alerting import AlertState
 
 ALERTS_STREAM = keys.ALERTS_STREAM
 ALERT_IDS = keys.ALERT_IDS
+COUNTS_KEY = "rs:counts"
 ALERTS_MAXLEN = 10_000
 TRAJ_CAP = 400  # days of risk history kept per student (a course is at most ~270 days)
 RESERVED = frozenset(
@@ -72,11 +79,21 @@ class StudentKey(NamedTuple):
 
 
 calendar_key = keys.calendar_key
+
+
 courses_key = keys.courses_key
 
 
+def site_ids_key(site: str) -> str:
+    return f"rs:site:{site}:id_hi"
+
+
 caps_key = keys.caps_key
+
+
 candidates_key = keys.candidates_key
+
+
 rank_key = keys.rank_key
 
 
@@ -183,8 +200,8 @@ def encode_state(
 
 # One round trip each way, whatever the batch size: the read and the write are Lua scripts
 # (a per-command pipeline costs ~25 us of client time per command in redis-py). Scripts run
-# atomically, so a batch's write lands completely or not at all. Keys are passed in ARGV; on
-# a Redis Cluster each call covers one course (one hash slot) and KEYS[1] routes it.
+# atomically, so a batch's write lands completely or not at all. Keys are passed in ARGV, so
+# this targets a single Redis (or a cluster with all keys in one slot), as the worker does.
 _READ_LUA = """
 local n = tonumber(ARGV[1])
 local out = {}
@@ -193,9 +210,87 @@ for i = n + 2, #ARGV do out[#out + 1] = redis.call('GET', ARGV[i]) or '' end
 return out
 """
 _WRITE_LUA = """
+local function refuse(msg)
+  return redis.error_reply('riskstream: ' .. msg .. '; nothing written')
+end
+local function kind_ok(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == want, t
+end
+local function finite(v)
+  local x = tonumber(v)
+  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
+-- pass 1: validate everything before the first write
 local i = 1
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'hash')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a hash') end
+  i = i + 2 + 2 * tonumber(ARGV[i + 1])
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'zset')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a zset') end
+  if not finite(ARGV[i + 1]) then return refuse('score ' .. ARGV[i + 1] .. ' is not finite') end
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'set')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a set') end
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'string')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a string') end
+  if not finite(ARGV[i + 1]) then return refuse('id ' .. ARGV[i + 1] .. ' is not a number') end
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local ok, t = kind_ok(KEYS[2], 'hash')
+  if not ok then return refuse(KEYS[2] .. ' is a ' .. t .. ', not a hash') end
+end
+i = i + 2 * n
+n = tonumber(ARGV[i])
+if n > 0 then
+  local ok, t = kind_ok(KEYS[1], 'stream')
+  if not ok then return refuse(KEYS[1] .. ' is a ' .. t .. ', not a stream') end
+end
+i = i + 2 + n
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'hash')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a hash') end
+  if not finite(ARGV[i + 2]) then return refuse('count ' .. ARGV[i + 2] .. ' is not a number') end
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'zset')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a zset') end
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'zset')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a zset') end
+  if not finite(ARGV[i + 1]) then return refuse('score ' .. ARGV[i + 1] .. ' is not finite') end
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'hash')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a hash') end
+  i = i + 3
+end
+-- pass 2: write
+i = 1
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
-local n = tonumber(nxt())
+n = tonumber(nxt())
 for _ = 1, n do
   local key = nxt(); local nf = tonumber(nxt())
   redis.call('HSET', key, unpack(ARGV, i, i + 2 * nf - 1))
@@ -208,6 +303,13 @@ for _ = 1, n do
 end
 n = tonumber(nxt())
 for _ = 1, n do local key = nxt(); redis.call('SADD', key, nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local id = nxt()
+  if tonumber(id) > tonumber(redis.call('GET', key) or '-1') then redis.call('SET', key, id) end
+end
+n = tonumber(nxt())
+for _ = 1, n do local f = nxt(); redis.call('HINCRBY', KEYS[2], f, nxt()) end
 n = tonumber(nxt())
 local maxlen = nxt()
 for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
@@ -283,6 +385,14 @@ class BatchRead:
     profiles: dict[StudentKey, bytes | None]
 
 
+async def read_site_ids(r: aredis.Redis, sites: list[str]) -> dict[str, int]:
+    """Highest applied event id per site (sites never applied are absent)."""
+    if not sites:
+        return {}
+    raw = await r.mget([site_ids_key(s) for s in sites])
+    return {s: int(v) for s, v in zip(sites, raw, strict=True) if v is not None}
+
+
 async def read_batch(
     r: aredis.Redis, students: list[StudentKey], courses: list[tuple[str, int]]
 ) -> BatchRead:
@@ -355,11 +465,29 @@ class BatchWrite:
     zadds: list[tuple[str, float, str]] = field(default_factory=list)  # alert candidates
     hsets: list[tuple[str, str, Any]] = field(default_factory=list)
     dels: list[str] = field(default_factory=list)
+    site_ids: dict[str, int] = field(default_factory=dict)  # highest applied id per site
+    counts: dict[str, int] = field(default_factory=dict)  # event outcomes -> rs:counts
+
+
+def check_write(w: BatchWrite) -> None:
+    """Refuse a batch write holding a non-finite number (ValueError) before anything is
+    written; the Lua script checks again, with the key types, before its first write."""
+    for k, risk in w.ranks.items():
+        if not math.isfinite(risk):
+            raise ValueError(f"rank of {k.redis_key} is {risk!r}, not finite")
+    for k, mapping in w.states.items():
+        for f, v in mapping.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{k.redis_key} field {f} is {v!r}, not finite")
+        text = mapping.get("risk")
+        if isinstance(text, str) and not math.isfinite(float(text)):
+            raise ValueError(f"{k.redis_key} risk is {text}, not finite")
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
-    """One atomic script: states (HSET), ranking (ZADD), course sets, alert stream (XADD).
-    On a Redis Cluster: ``_write_batch_cluster``."""
+    """One atomic script: states (HSET), ranking (ZADD), course sets, site id range, outcome
+    counts (HINCRBY), alert stream (XADD); validated before its first write. On a Redis
+    Cluster: ``_write_batch_cluster``."""
     if is_cluster(r):
         await _write_batch_cluster(r, w)
         return
@@ -375,6 +503,13 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     args.append(len(courses))
     for site, course in courses:
         args += [courses_key(site), course]
+    args.append(len(w.site_ids))
+    for site, hi in w.site_ids.items():
+        args += [site_ids_key(site), str(int(hi))]
+    counts = {f: int(n) for f, n in w.counts.items() if n}
+    args.append(len(counts))
+    for f, n in counts.items():
+        args += [f, n]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
     args.append(len(w.hincrs))
     for key, f, n in w.hincrs:
@@ -390,7 +525,7 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
         args += [key, f, v]
     args.append(len(w.dels))
     args += w.dels
-    await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
+    await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM, COUNTS_KEY], args)
 
 
 async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
@@ -437,7 +572,7 @@ async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
         for k, risk in g.ranks.items():
             route = route or [k.rank_key]
             args += [k.rank_key, repr(float(risk)), str(k.user)]
-        args += [0, 0, ALERTS_MAXLEN]  # course sets and alerts are written apart
+        args += [0, 0, 0, 0, ALERTS_MAXLEN]  # course sets, site ids, counts, alerts: apart
         args.append(len(g.hincrs))
         for key, f, n in g.hincrs:
             route = route or [key]
@@ -460,8 +595,20 @@ async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
         await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, route, args)
 
     await asyncio.gather(*(one(g) for g in groups.values()))
+    # Idempotent or monotonic, each in its own slot; not atomic with the states here (a crash
+    # in between can leave the outcome counts short by one batch).
     for site in {k.site for k in w.ranks}:
         await r.sadd(courses_key(site), *sorted({k.course for k in w.ranks if k.site == site}))
+    for site, hi in w.site_ids.items():
+        key = site_ids_key(site)
+        args = [0, 0, 0, 1, key, str(int(hi)), 0, 0, ALERTS_MAXLEN, 0, 0, 0, 0, 0]
+        await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [key], args)
+    counts = {f: int(n) for f, n in w.counts.items() if n}
+    if counts:
+        pipe = r.pipeline(transaction=False)
+        for f, n in counts.items():
+            pipe.hincrby(COUNTS_KEY, f, n)
+        await pipe.execute()
 
 
 def is_cluster(r: Any) -> bool:

@@ -126,7 +126,7 @@ class Api:
 
     def __init__(self, cfg: ApiConfig) -> None:
         self.cfg = cfg
-        self.keys = KeyChecker(cfg.key_hashes)
+        self.keys = KeyChecker(cfg.key_hashes, site=cfg.site)
         self.pseudo = Pseudonymiser(cfg.pseudonym_key)
         self.catalog = Catalog(cfg.registry)
         self.metrics = ApiMetrics()
@@ -134,7 +134,7 @@ class Api:
         self.redis: aioredis.Redis = connect_redis(cfg.redis_url)
         self.hub_redis: aioredis.Redis = aioredis.Redis.from_url(cfg.redis_url)
         self.reader = StateReader(self.redis, cfg.site)
-        self.hub = AlertHub(self.hub_redis)
+        self.hub = AlertHub(self.hub_redis, site=cfg.site)
         self.probe = (
             LagProbe(cfg.kafka_bootstrap, cfg.events_topic, cfg.stream_group, cfg.lag_period_s)
             if cfg.kafka_bootstrap
@@ -162,7 +162,7 @@ class Api:
         }
 
     def risk_out(self, st: StudentState) -> dict[str, Any]:
-        alert = self.hub.latest_for(st.course, st.user)
+        alert = self.hub.latest_for(self.cfg.site, st.course, st.user)
         explanation: dict[str, Any] | None = None
         source = alert or (st.alert_state if st.alert_state.get("explanation") else None)
         if source:
@@ -418,7 +418,11 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             for eid, a in rows:
                 scanned += 1
                 newest = "(" + eid
-                if a is not None and (course is None or a.get("course_id") == course):
+                if (
+                    a is not None
+                    and a.get("site") == cfg.site  # rs:alerts holds every site's alerts
+                    and (course is None or a.get("course_id") == course)
+                ):
                     items.append(api.alert_out(eid, a))
                 if len(items) > limit:
                     break
@@ -457,7 +461,11 @@ def create_app(cfg: ApiConfig) -> FastAPI:
                 yield b"retry: 2000\n: connected\n\n"
                 if last and _STREAM_ID.match(last):
                     for eid, a in await api.reader.alerts_after(last, 1000):
-                        if a and (course is None or a.get("course_id") == course):
+                        if (
+                            a
+                            and a.get("site") == cfg.site
+                            and (course is None or a.get("course_id") == course)
+                        ):
                             yield _sse(api.alert_out(eid, a))
                 while True:
                     try:
@@ -552,6 +560,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             "broker": broker,
             "model_loaded": version is not None,
             "model_version": version,
+            "site": cfg.site,
         }
         return FastJSON(body, status_code=200 if redis_ok else 503)
 
