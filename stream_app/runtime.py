@@ -49,7 +49,7 @@ class WorkerConfig:
     reload_every: float = 5.0
     session_timeout_ms: int = 10_000
     torch_threads: int = 1
-    sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
+    sweep: bool = True  # advance idle students on the course clock; closes days for alerts
     sweep_lag_days: int = 1
     explain_levels: tuple[str, ...] | None = ("high",)  # None: explain every alert
     sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
