@@ -35,7 +35,8 @@ import redis
 from bench._data import oulad_dir
 from bench._load import paced_send, send_all
 from bench._report import console, table, write
-from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode
+from bench.bench_stream import spy
+from contracts import TOPICS, CourseCalendar, LmsEvent, RiskAlert, RiskScore, decode, encode, keys
 from riskstream.kafka_admin import ensure_topics
 from riskstream.stack import Stack, free_port
 
@@ -86,8 +87,9 @@ def bench_registry(root: Path, given: Path | None) -> Path:
 class Watch:
     """Reads alerts and risk scores as they arrive; records the wall time of each."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, fetch_wait_ms: int = 10) -> None:
         self.bootstrap = bootstrap
+        self.fetch_wait_ms = fetch_wait_ms
         self.alerts: list[tuple[float, RiskAlert]] = []
         self.scores: list[tuple[float, RiskScore]] = []
         self.stop = False
@@ -101,7 +103,10 @@ class Watch:
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",  # fresh stack, so empty; "latest" misread durable
             enable_auto_commit=False,
-            fetch_max_wait_ms=500,  # returns as soon as data is there; durable fetches are slow
+            # Tansu answers a fetch only after this wait when nothing new is there (it does not
+            # wake fetches on produce), so a low-latency reader keeps it short; durable
+            # fetches (S3 listings) need >= 500 ms to see anything (ARCHITECTURE.md)
+            fetch_max_wait_ms=self.fetch_wait_ms,
         )
         await c.start()
         try:
@@ -179,7 +184,7 @@ def start_worker(
         RISKSTREAM_STREAM_EVENTS_TOPIC=topic,
         RISKSTREAM_STREAM_SESSION_TIMEOUT_MS="6000",
         RISKSTREAM_DEVICE="cpu",
-        RISKSTREAM_LOG_LEVEL="WARNING",
+        RISKSTREAM_LOG_LEVEL=os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
     )
     return subprocess.Popen(
         [sys.executable, "-m", "riskstream", "worker", "--device", "cpu", "--engine", engine],
@@ -202,8 +207,17 @@ def pct(xs: list[float], q: float) -> float | None:
     return float(np.percentile(xs, q)) * 1000 if xs else None
 
 
-def last_ids(events: list[LmsEvent]) -> dict[str, int]:
-    return {f"rs:st:{e.site}:{e.course_id}:{e.user_id}": e.event_id for e in events}
+def last_ids(events: list[LmsEvent], partitions: int = 4) -> dict[str, int]:
+    """The state key and id of the last event of each partition: one partition is applied in
+    order, so once these are applied, all are. (Polling every student's key cost the bench
+    process enough CPU, under its reader thread, to show up in the measured latency.)"""
+    from aiokafka.partitioner import murmur2
+
+    last: dict[int, tuple[str, int]] = {}
+    for e in events:
+        p = (murmur2(e.key) & 0x7FFFFFFF) % partitions
+        last[p] = (keys.state_key(e.site, e.course_id, e.user_id), e.event_id)
+    return dict(last.values())
 
 
 def wait_applied(r: redis.Redis, last: dict[str, int], worker: Any, timeout: float) -> bool:
@@ -223,6 +237,8 @@ def session(
     cals: list[CourseCalendar],
     tmp: Path,
     engine: str = "faust",
+    profile: Path | None = None,
+    keep_log: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One worker, one topic: a warm-up (students get history, so alerts can fire), then each
     phase's events at its offered rate (None = all at once, drained as fast as possible)."""
@@ -232,9 +248,9 @@ def session(
     r = redis.Redis.from_url(stack.redis_url)
     r.flushdb()
     for cal in cals:
-        r.set(f"rs:cal:{cal.site}:{cal.course_id}", encode(cal))
+        r.set(keys.calendar_key(cal.site, cal.course_id), encode(cal))
     worker = start_worker(stack, registry, topic, f"bench-{tag}", tmp / f"worker-{tag}.log", engine)
-    watch = Watch(stack.bootstrap)
+    watch = Watch(stack.bootstrap, 500 if stack.durable else 10)
     loop = asyncio.new_event_loop()
     import threading
 
@@ -260,7 +276,8 @@ def session(
                 )
                 proc.start()
             timeout = 300 if rate is None else len(evs) / rate * 4 + 60
-            complete = wait_applied(r, last_ids(evs), worker, timeout)
+            with spy(worker.pid, profile, f"worker-{engine}-{rate or 'max'}"):
+                complete = wait_applied(r, last_ids(evs), worker, timeout)
             t_done = time.time()
             if proc is not None:
                 proc.join(timeout)
@@ -280,6 +297,9 @@ def session(
             worker.wait(20)
         except subprocess.TimeoutExpired:
             worker.kill()
+    if keep_log is not None:  # the temporary folder goes away with the run
+        keep_log.parent.mkdir(parents=True, exist_ok=True)
+        keep_log.write_bytes((tmp / f"worker-{tag}.log").read_bytes())
     sent_at, per_student = asyncio.run(event_times(stack.bootstrap, topic))
     console.print(
         f"[dim]read back {len(watch.alerts):,} alerts, {len(watch.scores):,} risk scores in all; "
@@ -289,12 +309,15 @@ def session(
     enrol = r.dbsize()
     r.close()
     rows = []
+    all_ids = {e.event_id for _, evs, *_ in windows for e in evs}
     for rate, evs, t0, t_done, complete in windows:
         ids = {e.event_id for e in evs}
         a_lat = []
         for t, a in watch.alerts:
             cause = cause_time(per_student, a, t)
-            if a.trigger_event_id in ids and cause is not None:
+            # an alert belongs to the load whose event caused it (an alert on a day without
+            # events names an earlier event as its trigger, maybe one of the load before)
+            if cause is not None and t0 <= cause <= t_done and a.trigger_event_id in all_ids:
                 a_lat.append(t - cause)
         s_lat = [
             t - sent_at[sc.last_event_id]
@@ -342,6 +365,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--engine", choices=["faust", "aiokafka"], default="faust", help="worker's consumer loop"
     )
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the worker during each load (FOLDER)"
+    )
+    p.add_argument("--keep-log", type=Path, default=None, help="copy the worker's log here")
     a = p.parse_args(argv)
 
     t = time.perf_counter()
@@ -373,7 +400,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         stack.up()
         try:
-            rows = session(stack, registry, warm, phases, cals, tmp, a.engine)
+            rows = session(
+                stack, registry, warm, phases, cals, tmp, a.engine, a.profile, a.keep_log
+            )
         finally:
             stack.down()
     table(

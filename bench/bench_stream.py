@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._data import oulad_dir  # noqa: E402
 from bench._load import paced_send, send_all  # noqa: E402
-from contracts import TOPICS, CourseCalendar, LmsEvent, encode  # noqa: E402
+from contracts import TOPICS, CourseCalendar, LmsEvent, encode, keys  # noqa: E402
 from stream_app.records import InRecord, OutRecord  # noqa: E402
 
 SITE = "oulad"
@@ -103,7 +103,7 @@ async def seed_calendars(redis_url: str, cals: dict[int, CourseCalendar]) -> Non
     r = aredis.Redis.from_url(redis_url)
     await r.flushdb()
     for c, cal in cals.items():
-        await r.set(f"rs:cal:{cal.site}:{c}", encode(cal))
+        await r.set(keys.calendar_key(cal.site, c), encode(cal))
     await r.aclose()
 
 
@@ -115,7 +115,7 @@ def make_processor(
 
     from stream_app.inference import InferenceEngine
     from stream_app.processor import Processor
-    from stream_app.reload import load_handle
+    from stream_app.reload import find_explainer, load_handle
     from stream_app.state import connect
 
     gc.freeze()  # as the worker does (stream_app.runtime)
@@ -123,7 +123,12 @@ def make_processor(
     r = connect(redis_url)
     handle = load_handle(registry, "cpu")
     proc = Processor(
-        r, publisher, handle, engine=InferenceEngine(threads=1), sweep_partitions=sweep_partitions
+        r,
+        publisher,
+        handle,
+        engine=InferenceEngine(threads=1),
+        sweep_partitions=sweep_partitions,
+        explainer=find_explainer(),  # as the worker (stream_app.runtime)
     )
     return proc, r
 
@@ -234,6 +239,74 @@ def _ids(recs: list[InRecord]) -> list[tuple[InRecord, int]]:
     return out
 
 
+@contextlib.contextmanager
+def spy(pid: int, out: Path | None, name: str) -> Any:
+    """py-spy (sampling, 200 Hz, all threads) on ``pid`` while the block runs; writes
+    ``out/name.txt`` (collapsed stacks) and prints the top frames by own and total time."""
+    if out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / f"{name}.txt"
+    cmd = ["py-spy", "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(raw)]
+    proc = subprocess.Popen([*cmd, "--nonblocking"], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        proc.send_signal(2)
+        proc.wait(30)
+        if raw.is_file():
+            print(summarize_profile(raw, name))
+
+
+#: where a sample's time goes: the first category whose marker is on its stack
+PROFILE_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("inference thread: model steps", ("run_plan",)),
+    ("inference thread: explanations", ("Processor._explain", "explain_many")),
+    ("processor: decode events (pydantic)", ("decode_event",)),
+    ("processor: Redis read/write", ("read_batch", "write_batch", "ensure_calendars")),
+    ("processor: publish outputs", ("KafkaPublisher.publish",)),
+    ("processor: plan, alerts, encode (Python)", ("Processor.process", "Processor._run")),
+    ("fetch: aiokafka records -> Python", ("_fetch_records", "fetched_records", "getmany")),
+    ("driver: records -> batch", ("BatchConsumer", "run_aiokafka", "AIOKafkaConsumer")),
+    ("Faust per-message path", ("_drain_messages", "on_message", "Stream.", "Agent.")),
+    ("aiokafka/Faust background (fetcher, heartbeat, commit)", ("aiokafka", "faust", "mode/")),
+    ("event loop / other", ("",)),
+]
+
+
+def summarize_profile(raw: Path, name: str, top: int = 12) -> str:
+    """Samples per category (``PROFILE_CATEGORIES``) and the functions with the most own
+    time (leaf frame). Idle threads are not sampled (py-spy without ``--idle``)."""
+    own: dict[str, int] = {}
+    cats: dict[str, int] = {}
+    n = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        c = int(count)
+        n += c
+        leaf = stack.rsplit(";", 1)[-1]
+        fn, _, where = leaf.partition(" (")
+        leaf = f"{fn} ({where.split(':')[0]})"
+        own[leaf] = own.get(leaf, 0) + c
+        for cat, marks in PROFILE_CATEGORIES:
+            if any(m in stack for m in marks):
+                cats[cat] = cats.get(cat, 0) + c
+                break
+    lines = [f"profile {name}: {n} samples (200 Hz, all threads, idle excluded)"]
+    for cat, _ in PROFILE_CATEGORIES:
+        lines.append(f"  {100 * cats.get(cat, 0) / max(n, 1):5.1f}%  {cat}")
+    lines.append("  top functions by own time:")
+    for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {100 * c / max(n, 1):5.1f}%  {f}")
+    text = "\n".join(lines)
+    (raw.parent / f"{name}.summary.txt").write_text(text + "\n")
+    return text
+
+
 def run_faust(
     bootstrap: str,
     redis_url: str,
@@ -242,7 +315,12 @@ def run_faust(
     last_per_partition: dict[int, tuple[str, int]],
     batch: int,
     timeout: float,
+    profile: Path | None = None,
+    engine: str = "faust",
+    workers: int = 1,
 ) -> dict[str, Any]:
+    """The real worker (``riskstream worker --engine ENGINE --concurrency WORKERS``, fresh
+    group) drains the topic; seconds from its first state write to the last event applied."""
     import redis
 
     r = redis.Redis.from_url(redis_url)
@@ -252,7 +330,7 @@ def run_faust(
         RISKSTREAM_KAFKA_BOOTSTRAP=bootstrap,
         RISKSTREAM_REDIS_URL=redis_url,
         RISKSTREAM_MODEL_REGISTRY=str(registry),
-        RISKSTREAM_STREAM_GROUP=f"bench-f-{uuid.uuid4().hex[:6]}",
+        RISKSTREAM_STREAM_GROUP=f"bench-{engine}-{uuid.uuid4().hex[:6]}",
         RISKSTREAM_STREAM_EVENTS_TOPIC=topic,
         RISKSTREAM_STREAM_SESSION_TIMEOUT_MS="6000",
         RISKSTREAM_STREAM_BATCH_MAX=str(batch),
@@ -260,7 +338,10 @@ def run_faust(
         RISKSTREAM_LOG_LEVEL="WARNING",
     )
     w = subprocess.Popen(
-        [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
+        [
+            *(sys.executable, "-m", "riskstream", "worker", "--device", "cpu"),
+            *("--engine", engine, "--concurrency", str(workers)),
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -268,19 +349,11 @@ def run_faust(
     )
     try:
         deadline = time.monotonic() + timeout
-        t_first = None
-        while time.monotonic() < deadline:
-            if t_first is None and r.exists("rs:courses:" + SITE):
-                t_first = time.perf_counter()
-            if all(
-                int(r.hget(k, "last_id") or -1) >= eid for k, eid in last_per_partition.values()
-            ):
-                break
-            time.sleep(0.05)
-        else:
-            return {"error": "timeout"}
-        elapsed = time.perf_counter() - (t_first or time.perf_counter())
-        return {"seconds": elapsed}
+        while profile is not None and not r.exists(keys.courses_key(SITE)):
+            time.sleep(0.01)  # profile the drain, not the start
+        with spy(w.pid, profile if workers == 1 else None, f"{engine}-worker"):
+            res = _wait_drained(r, w, last_per_partition, deadline)
+        return res
     finally:
         w.terminate()
         try:
@@ -288,6 +361,23 @@ def run_faust(
         except subprocess.TimeoutExpired:
             w.kill()
         r.close()
+
+
+def _wait_drained(
+    r: Any, w: Any, last_per_partition: dict[int, tuple[str, int]], deadline: float
+) -> dict[str, Any]:
+    """Until every partition's last event is applied (seconds from the first write)."""
+    t_first = None
+    while time.monotonic() < deadline:
+        if t_first is None and r.exists(keys.courses_key(SITE)):
+            t_first = time.perf_counter()
+        if all(int(r.hget(k, "last_id") or -1) >= eid for k, eid in last_per_partition.values()):
+            break
+        time.sleep(0.05)
+    else:
+        return {"error": "timeout"}
+    elapsed = time.perf_counter() - (t_first or time.perf_counter())
+    return {"seconds": elapsed}
 
 
 def memory(
@@ -409,6 +499,24 @@ def main() -> None:
     ap.add_argument("--module", default="FFF")
     ap.add_argument("--presentation", default="2013J")
     ap.add_argument("--skip-faust", action="store_true")
+    ap.add_argument(
+        "--scale",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also drain with N Faust worker processes in one group (e.g. --scale 2)",
+    )
+    ap.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="only the aiokafka and Faust drain rates (no one-at-a-time, latency, memory)",
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy the Faust worker while it drains; writes FOLDER/faust.{svg,txt}",
+    )
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--inference-only", action="store_true")
     ap.add_argument("--device", default="cpu")
@@ -480,48 +588,50 @@ def main() -> None:
             print(f"produced in {prod_s:.1f}s")
 
             asyncio.run(seed_calendars(st.redis_url, cals))
-            res = asyncio.run(
-                run_aiokafka(st.bootstrap, st.redis_url, registry, topic, len(evs), args.batch)
-            )
+            with spy(os.getpid(), args.profile, "aiokafka"):
+                res = asyncio.run(
+                    run_aiokafka(st.bootstrap, st.redis_url, registry, topic, len(evs), args.batch)
+                )
             results["batched_aiokafka"] = res
             print(f"batched (aiokafka getmany): {res['events_per_s']:,.0f} events/s")
             r = __import__("redis").Redis.from_url(st.redis_url)
-            keys = sum(1 for _ in r.scan_iter("rs:st:*", count=10_000))
+            n_keys = sum(1 for _ in r.scan_iter("rs:st:*", count=10_000))
             used = int(r.info("memory")["used_memory"])
             results["memory_after_replay"] = {
-                "enrolments": keys,
+                "enrolments": n_keys,
                 "used_memory": used,
-                "bytes_per_enrolment": used / max(keys, 1),
+                "bytes_per_enrolment": used / max(n_keys, 1),
             }
             r.close()
 
-            sub = payloads[: args.one_at_a_time]
-            topic1 = f"bench.one.{uuid.uuid4().hex[:6]}"
-            asyncio.run(ensure_topics(st.bootstrap, (topic1,), 4))
-            asyncio.run(send_all(st.bootstrap, topic1, sub))
-            asyncio.run(seed_calendars(st.redis_url, cals))
-            one = asyncio.run(
-                run_aiokafka(
-                    st.bootstrap,
-                    st.redis_url,
-                    registry,
-                    topic1,
-                    len(sub),
-                    args.batch,
-                    one_at_a_time=True,
+            if not args.throughput_only:
+                sub = payloads[: args.one_at_a_time]
+                topic1 = f"bench.one.{uuid.uuid4().hex[:6]}"
+                asyncio.run(ensure_topics(st.bootstrap, (topic1,), 4))
+                asyncio.run(send_all(st.bootstrap, topic1, sub))
+                asyncio.run(seed_calendars(st.redis_url, cals))
+                one = asyncio.run(
+                    run_aiokafka(
+                        st.bootstrap,
+                        st.redis_url,
+                        registry,
+                        topic1,
+                        len(sub),
+                        args.batch,
+                        one_at_a_time=True,
+                    )
                 )
-            )
-            asyncio.run(seed_calendars(st.redis_url, cals))
-            same = asyncio.run(
-                run_aiokafka(st.bootstrap, st.redis_url, registry, topic1, len(sub), args.batch)
-            )
-            results["one_at_a_time"] = one
-            results["batched_same_events"] = same
-            results["ratio_batched_vs_one"] = res["events_per_s"] / one["events_per_s"]
-            print(
-                f"one-at-a-time: {one['events_per_s']:,.0f} events/s; "
-                f"ratio {results['ratio_batched_vs_one']:.1f}x"
-            )
+                asyncio.run(seed_calendars(st.redis_url, cals))
+                same = asyncio.run(
+                    run_aiokafka(st.bootstrap, st.redis_url, registry, topic1, len(sub), args.batch)
+                )
+                results["one_at_a_time"] = one
+                results["batched_same_events"] = same
+                results["ratio_batched_vs_one"] = res["events_per_s"] / one["events_per_s"]
+                print(
+                    f"one-at-a-time: {one['events_per_s']:,.0f} events/s; "
+                    f"ratio {results['ratio_batched_vs_one']:.1f}x"
+                )
 
             if not args.skip_faust:
                 asyncio.run(seed_calendars(st.redis_url, cals))
@@ -530,40 +640,63 @@ def main() -> None:
 
                 for e in evs:
                     p = (murmur2(e.key) & 0x7FFFFFFF) % 4
-                    last[p] = (f"rs:st:{e.site}:{e.course_id}:{e.user_id}", e.event_id)
-                fr = run_faust(st.bootstrap, st.redis_url, registry, topic, last, 1000, timeout=300)
-                if "seconds" in fr:
-                    fr["events_per_s"] = len(evs) / fr["seconds"]
-                    print(f"faust worker: {fr['events_per_s']:,.0f} events/s")
-                results["faust_worker"] = fr
+                    last[p] = (keys.state_key(e.site, e.course_id, e.user_id), e.event_id)
+                runs = [("aiokafka", 1, "aiokafka_worker"), ("faust", 1, "faust_worker")]
+                runs += [("faust", n, f"faust_worker_x{n}") for n in args.scale]
+                for engine, n, name in runs:
+                    asyncio.run(seed_calendars(st.redis_url, cals))
+                    fr = run_faust(
+                        st.bootstrap,
+                        st.redis_url,
+                        registry,
+                        topic,
+                        last,
+                        1000,
+                        timeout=600,
+                        profile=args.profile,
+                        engine=engine,
+                        workers=n,
+                    )
+                    if "seconds" in fr:
+                        fr["events_per_s"] = len(evs) / fr["seconds"]
+                        print(f"{name}: {fr['events_per_s']:,.0f} events/s")
+                    results[name] = fr
+                results["ratio_faust_vs_aiokafka_worker"] = results["faust_worker"].get(
+                    "events_per_s", 0
+                ) / results["aiokafka_worker"].get("events_per_s", float("nan"))
+                for n in args.scale:
+                    results[f"ratio_faust_x{n}_vs_x1"] = results[f"faust_worker_x{n}"].get(
+                        "events_per_s", 0
+                    ) / results["faust_worker"].get("events_per_s", float("nan"))
 
-        lat_payloads = payloads[: args.latency_events]
-        topic2 = f"bench.lat.{uuid.uuid4().hex[:6]}"
-        asyncio.run(ensure_topics(st.bootstrap, (topic2,), 4))
-        asyncio.run(seed_calendars(st.redis_url, cals))
-        prod = mp.get_context("fork").Process(
-            target=paced_send, args=(st.bootstrap, topic2, lat_payloads, args.rate)
-        )
-        lat = asyncio.run(
-            run_aiokafka(
-                st.bootstrap,
-                st.redis_url,
-                registry,
-                topic2,
-                len(lat_payloads),
-                args.batch,
-                latency=True,
-                on_assigned=prod.start,
+        if not args.throughput_only:
+            lat_payloads = payloads[: args.latency_events]
+            topic2 = f"bench.lat.{uuid.uuid4().hex[:6]}"
+            asyncio.run(ensure_topics(st.bootstrap, (topic2,), 4))
+            asyncio.run(seed_calendars(st.redis_url, cals))
+            prod = mp.get_context("fork").Process(
+                target=paced_send, args=(st.bootstrap, topic2, lat_payloads, args.rate)
             )
-        )
-        prod.join(60)
-        results["latency_at_rate"] = {"rate": args.rate, **lat}
-        print(
-            f"latency at {args.rate:,.0f} ev/s: "
-            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
-        )
+            lat = asyncio.run(
+                run_aiokafka(
+                    st.bootstrap,
+                    st.redis_url,
+                    registry,
+                    topic2,
+                    len(lat_payloads),
+                    args.batch,
+                    latency=True,
+                    on_assigned=prod.start,
+                )
+            )
+            prod.join(60)
+            results["latency_at_rate"] = {"rate": args.rate, **lat}
+            print(
+                f"latency at {args.rate:,.0f} ev/s: "
+                f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
+            )
 
-        if not args.latency_only:
+        if not (args.latency_only or args.throughput_only):
             results["memory_full_state"] = memory(st.redis_url, registry, args.memory_enrolments)
     finally:
         st.down()
@@ -583,7 +716,26 @@ def main() -> None:
             f"{fig('batched_aiokafka', 'events_per_s'):,.0f}",
             ">= 20,000",
         ),
+        (
+            "events/s, worker --engine aiokafka (subprocess)",
+            f"{fig('aiokafka_worker', 'events_per_s'):,.0f}",
+            "",
+        ),
         ("events/s, Faust worker (subprocess)", f"{fig('faust_worker', 'events_per_s'):,.0f}", ""),
+        (
+            "ratio Faust worker / aiokafka worker",
+            f"{fig('ratio_faust_vs_aiokafka_worker'):.2f}x",
+            ">= 0.8x",
+        ),
+        *[
+            (
+                f"events/s, {n} Faust workers (one group)",
+                f"{fig(f'faust_worker_x{n}', 'events_per_s'):,.0f} "
+                f"({fig(f'ratio_faust_x{n}_vs_x1'):.2f}x)",
+                "",
+            )
+            for n in args.scale
+        ],
         ("events/s, one event at a time", f"{fig('one_at_a_time', 'events_per_s'):,.0f}", ""),
         ("ratio batched / one-at-a-time", f"{fig('ratio_batched_vs_one'):.1f}x", ""),
         (

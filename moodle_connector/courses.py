@@ -1,9 +1,9 @@
 """Per-course facts beside the event stream: calendars for the featurizer, rosters for the sink.
 
-Redis keys (see ARCHITECTURE.md):
+Redis keys (contracts/keys.py; ``{site:course}`` is the course's cluster hash tag):
 - ``rs:courses:{site}`` set of course ids seen
-- ``rs:cal:{site}:{course}`` ``CourseCalendar`` JSON (startdate, quiz/assign deadlines)
-- ``rs:roster:{site}:{course}`` JSON ``{"teachers": [ids], "students": [ids], "synced": epoch}``
+- ``rs:cal:{site:course}`` ``CourseCalendar`` JSON (startdate, quiz/assign deadlines)
+- ``rs:roster:{site:course}`` JSON ``{"teachers": [ids], "students": [ids], "synced": epoch}``
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from contracts import CourseCalendar, Deadline
+from contracts import CourseCalendar, Deadline, keys
 from moodle_connector.client import MoodleClient
 from moodle_connector.errors import MoodleError, stops_everything
 
@@ -27,16 +27,9 @@ TEACHER_ROLES = frozenset({"editingteacher", "teacher"})
 STUDENT_ROLES = frozenset({"student"})
 
 
-def courses_key(site: str) -> str:
-    return f"rs:courses:{site}"
-
-
-def calendar_key(site: str, course_id: int) -> str:
-    return f"rs:cal:{site}:{course_id}"
-
-
-def roster_key(site: str, course_id: int) -> str:
-    return f"rs:roster:{site}:{course_id}"
+courses_key = keys.courses_key
+calendar_key = keys.calendar_key
+roster_key = keys.roster_key
 
 
 def _utc(ts: int | float) -> datetime:

@@ -13,6 +13,7 @@ from rich.table import Table
 from riskstream import (
     cli_alerts_eval,
     cli_api,
+    cli_backfill,
     cli_connector,
     cli_evaluate,
     cli_monitor,
@@ -181,6 +182,7 @@ app.command("demo")(demo.demo_command)
 app.command("topics")(cli_ops.topics_command)
 app.command("ping")(cli_ops.ping_command)
 cli_stream.register(app)  # worker, alerts tail
+cli_backfill.register(app)  # backfill
 
 
 def main() -> None:

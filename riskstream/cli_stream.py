@@ -40,17 +40,27 @@ def _config(s: Settings, device: str) -> Any:
         topic=s.stream_events_topic,
         batch_max=s.stream_batch_max,
         batch_within=s.stream_batch_within,
+        batch_cap=s.stream_batch_cap,
+        fetch_max_wait_ms=s.stream_fetch_max_wait_ms,
         window_days=s.stream_window_days,
         metrics_port=s.stream_metrics_port,
         reload_every=s.stream_reload_every,
         session_timeout_ms=s.stream_session_timeout_ms,
         sweep=s.stream_sweep,
         sweep_lag_days=s.stream_sweep_lag_days,
+        explain_levels=_levels(s.stream_explain_levels),
         sites=s.site_list,
         max_id_jump=s.stream_max_id_jump,
         metrics_host=s.stream_metrics_host,
         monitor=s.stream_monitor,
     )
+
+
+def _levels(text: str) -> tuple[str, ...] | None:
+    """``RISKSTREAM_STREAM_EXPLAIN_LEVELS``: "high", "medium,high" or "*" (every level)."""
+    if text.strip() == "*":
+        return None
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def worker(

@@ -38,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from contracts import TOPICS, ContractError, LmsEvent, RiskAlert, decode
+from contracts.keys import courses_key, site_pattern, state_key
 from riskstream.replay import (
     OuladSource,
     Pace,
@@ -167,7 +168,7 @@ def signals_raise() -> Iterator[None]:
 def clear_old_demo_sites(client: redis.Redis) -> int:
     """Remove state of earlier demo runs (each run uses a fresh site id)."""
     n = 0
-    for pattern in (f"rs:*:{DEMO_SITE_PREFIX}*", f"rs:courses:{DEMO_SITE_PREFIX}*"):
+    for pattern in (site_pattern(f"{DEMO_SITE_PREFIX}*"), courses_key(f"{DEMO_SITE_PREFIX}*")):
         batch: list[bytes] = []
         for key in client.scan_iter(match=pattern, count=1000):
             batch.append(key)
@@ -202,7 +203,7 @@ async def read_last_ids(
     """One pipelined round trip: ``last_id`` of every student-course the demo sent."""
     pipe = client.pipeline(transaction=False)
     for course, user in keys:
-        pipe.hget(f"rs:st:{site}:{course}:{user}", "last_id")
+        pipe.hget(state_key(site, course, user), "last_id")
     vals = await pipe.execute()
     return {k: int(v) for k, v in zip(keys, vals, strict=True) if v is not None}
 

@@ -38,6 +38,7 @@ from contracts import (
     decode,
     decode_event,
     encode,
+    keys,
 )
 
 M = TypeVar("M", CourseCalendar, StudentProfile)
@@ -45,20 +46,10 @@ M = TypeVar("M", CourseCalendar, StudentProfile)
 # --- Redis keys the worker reads (pinned in the team brief / ARCHITECTURE.md) ------------
 
 
-def calendar_key(site: str, course_id: int) -> str:
-    return f"rs:cal:{site}:{course_id}"
-
-
-def profile_key(site: str, course_id: int, user_id: int) -> str:
-    return f"rs:prof:{site}:{course_id}:{user_id}"
-
-
-def outcome_key(site: str, course_id: int) -> str:
-    return f"rs:outcome:{site}:{course_id}"
-
-
-def courses_key(site: str) -> str:
-    return f"rs:courses:{site}"
+calendar_key = keys.calendar_key
+profile_key = keys.profile_key
+courses_key = keys.courses_key
+outcome_key = keys.outcome_key
 
 
 # --- pace --------------------------------------------------------------------------------

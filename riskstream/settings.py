@@ -64,7 +64,17 @@ class Settings(BaseSettings):
     s3rver_bin: str = Field(default="", description="Path to s3rver; default PATH or var/node")
     # Stream worker (stream_app): micro-batches, state window, metrics, reload, idle sweep.
     stream_batch_max: int = Field(default=1000, ge=1, description="Max events per micro-batch")
-    stream_batch_within: float = Field(default=0.05, gt=0, description="Seconds to fill a batch")
+    stream_batch_within: float = Field(
+        default=0.05, gt=0, description="Longest wait for events when none are there (s)"
+    )
+    stream_batch_cap: int = Field(
+        default=0,
+        ge=0,
+        description="Largest micro-batch under a backlog (Faust worker); 0 = BATCH_MAX",
+    )
+    stream_fetch_max_wait_ms: int = Field(
+        default=10, ge=0, le=5000, description="Broker-side fetch wait (latency at low load)"
+    )
     stream_window_days: int = Field(default=28, ge=1, le=366, description="Day vectors kept")
     stream_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no endpoint")
     stream_reload_every: float = Field(default=5.0, gt=0, description="Registry poll seconds")
@@ -75,6 +85,10 @@ class Settings(BaseSettings):
         default=True,
         description="Advance idle students daily: students who never click are scored, and "
         "the alert policy decides on closed days",
+    )
+    stream_explain_levels: str = Field(
+        default="high",
+        description="Alert levels that carry contributions, comma-separated; * = every level",
     )
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
     stream_metrics_host: str = Field(

@@ -55,12 +55,16 @@ class AlertState:
     ``last_day``: course day of the last alert (cooldown counts from it).
     ``level``: level of the last alert.
     ``left``: course day the student's enrolment ended (unenrolled: never alerted again).
+    ``since``: course day the student's first record arrived: the days before it are
+    stepped through (the model sees every day) but are never alert days, so a student who
+    appears late is judged the same whatever batch their first record came in.
     """
 
     armed: bool = True
     last_day: int | None = None
     level: str | None = None
     left: int | None = None
+    since: int | None = None
 
     def to_json(self) -> str:
         # hot path (once per student per batch): formatted by hand, parsed by from_json
@@ -68,6 +72,8 @@ class AlertState:
         level = "null" if self.level is None else json.dumps(self.level)
         armed = "true" if self.armed else "false"
         tail = "" if self.left is None else f', "left": {int(self.left)}'
+        if self.since is not None:
+            tail += f', "since": {int(self.since)}'
         return f'{{"armed": {armed}, "last_day": {last}, "level": {level}{tail}}}'
 
     @classmethod
@@ -76,11 +82,13 @@ class AlertState:
             return cls()
         data = json.loads(raw)
         left = data.get("left")
+        since = data.get("since")
         return cls(
             armed=bool(data.get("armed", True)),
             last_day=data.get("last_day"),
             level=data.get("level"),
             left=None if left is None else int(left),
+            since=None if since is None else int(since),
         )
 
 
@@ -128,8 +136,10 @@ def decide(
     level = level_of(risk, th)
     held = held_risk(recent, th.persist_days)
     if not state.armed and risk < th.rearm:
-        state = AlertState(True, state.last_day, state.level, state.left)
+        state = AlertState(True, state.last_day, state.level, state.left, state.since)
     if state.left is not None or not state.armed:
+        return Decision(state, level, False, held)
+    if state.since is not None and day < state.since:
         return Decision(state, level, False, held)
     if day < th.min_days or evidence_days < th.min_days or held < th.high:
         return Decision(state, level, False, held)
@@ -140,7 +150,7 @@ def decide(
 
 def raised(state: AlertState, day: int) -> AlertState:
     """The alert state after an act-on alert on ``day`` (disarmed until risk falls)."""
-    return AlertState(False, day, RiskLevel.HIGH.value, state.left)
+    return AlertState(False, day, RiskLevel.HIGH.value, state.left, state.since)
 
 
 def capacity(

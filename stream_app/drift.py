@@ -26,8 +26,9 @@ from models.drift import DriftReference
 log = structlog.get_logger("stream_app.drift")
 
 
-def drift_key(site: str, course: int, version: str) -> str:
-    return f"rs:drift:{site}:{course}:{version}"
+from contracts.keys import drift_key  # noqa: E402  (one place for key names)
+
+__all__ = ["DriftCounter", "drift_key"]
 
 
 class DriftCounter:

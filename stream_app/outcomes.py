@@ -12,10 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from contracts import UNENROLMENT_EVENTNAME, CourseCalendar, CourseOutcome, LmsEvent
-
-
-def outcome_key(site: str, course: int) -> str:
-    return f"rs:outcome:{site}:{course}"
+from contracts.keys import outcome_key
 
 
 def withdrawals(

@@ -61,6 +61,7 @@ from stream_app.state import (
     BatchWrite,
     StudentKey,
     StudentState,
+    calendar_key,
     candidates_key,
     caps_key,
     check_write,
@@ -170,6 +171,7 @@ class _Student:
     commit_days: list[int] = field(default_factory=list)  # course day of each commit request
     left: bool = False  # an unenrolment was applied this batch
     created: int | None = None  # course day the student's state was created this batch
+    partition: int = 0  # of the events topic: the student's events all come on it
     rejoined: int | None = None  # course day an unenrolled student enrolled again
     # alert-policy observations in order: (_EVENT, applied index, day, event id) or
     # (_COMMIT, seq index, day, last applied id) for a committed day without events
@@ -245,11 +247,14 @@ class Processor:
         sweep_partitions: int = 0,
         sweep_lag_days: int = 1,
         sweep_chunk: int = 2000,
+        explain_levels: frozenset[str] | None = None,
         sites: frozenset[str] | None = None,
         max_id_jump: int = DEFAULT_MAX_ID_JUMP,
     ) -> None:
         """``sweep_partitions``: partitions of the events topic (0 = no course-clock sweep);
         the sweep advances idle students ``sweep_lag_days`` behind the partition's clock.
+        ``explain_levels``: alert levels that get contributions (None = every level); the
+        explanation is on the alert's critical path, so e.g. only the act-on level.
         ``sites``: the only sites whose events are applied (None or empty = every site);
         ``max_id_jump``: how far above a site's highest applied id an event id may be."""
         self.redis = redis_client
@@ -260,6 +265,7 @@ class Processor:
         self.first_day = first_day
         self.metrics = metrics or Metrics()
         self.explainer = explainer
+        self.explain_levels = explain_levels
         self.clock = clock
         self.sweep_partitions = sweep_partitions
         self.sweep_lag_days = sweep_lag_days
@@ -382,6 +388,7 @@ class Processor:
         rep: BatchReport,
         out: list[OutRecord],
         records: list[InRecord] | None = None,
+        tick_partition: int = 0,
     ) -> list[_Applied]:
         """Plan, run the model, apply the alert policy, publish, write. ``by_key`` lists
         event indices per student; ``_TICK`` instead (sweeps) advances the student to
@@ -399,6 +406,10 @@ class Processor:
         for key in keys:
             st = self._decode(read.states.get(key) or {}, handle)
             s = _Student(key, st, cals[(key.site, key.course)], read.profiles.get(key))
+            # the partition the student's events come on (all of them: keyed by student);
+            # the alert book and candidates are kept per partition
+            first = by_key[key][0]
+            s.partition = tick_partition if first == _TICK else events[first][0].partition
             si = len(students)
             steps = 0
             for i in by_key[key]:
@@ -430,7 +441,7 @@ class Processor:
                         reason = (
                             f"event is on course day {day}, more than {MAX_DAYS_PAST_END} days "
                             f"after the course end (length {s.cal.length_days}); publish the "
-                            f"right CourseCalendar to rs:cal:{key.site}:{key.course}"
+                            f"right CourseCalendar to {calendar_key(key.site, key.course)}"
                         )
                         out.append(dead_letter(rec, "stream.day", reason))
                         self.metrics.dead_letters.labels("stream.day").inc()
@@ -713,7 +724,7 @@ class Processor:
         n_parts = self.sweep_partitions
         assert n_parts
         members = await self._retry(
-            "redis.sweep", lambda: self.redis.zrange(f"rs:rank:{site}:{course}", 0, -1)
+            "redis.sweep", lambda: self.redis.zrange(StudentKey(site, course, 0).rank_key, 0, -1)
         )
         mine = []
         for m in members:
@@ -739,7 +750,17 @@ class Processor:
                 return 0
             cals = {(site, course): self._calendar(raw)}
             out: list[OutRecord] = []
-            await self._run(chunk, {key: [_TICK] for key in chunk}, [], read, cals, day, rep, out)
+            await self._run(
+                chunk,
+                {key: [_TICK] for key in chunk},
+                [],
+                read,
+                cals,
+                day,
+                rep,
+                out,
+                tick_partition=partition,
+            )
         advanced = rep.students - before
         self.metrics.swept.inc(advanced)
         return advanced
@@ -755,10 +776,10 @@ class Processor:
         a = s.st.alert
         if ev.eventname == UNENROLMENT_EVENTNAME:
             if a.left is None:
-                s.st.alert = AlertState(a.armed, a.last_day, a.level, day)
+                s.st.alert = AlertState(a.armed, a.last_day, a.level, day, a.since)
                 s.left = True
         elif a.left is not None:
-            s.st.alert = AlertState(a.armed, a.last_day, a.level, None)
+            s.st.alert = AlertState(a.armed, a.last_day, a.level, None, a.since)
             s.left = False
             s.rejoined = day
 
@@ -776,6 +797,7 @@ class Processor:
         if st.is_new:
             s.init = True
             s.created = day
+            st.alert = AlertState(since=max(day, 0))
             st.day = min(self.first_day, day)
             st.d0 = day if enrolled else 0
             st.acc = fz.empty_accumulator()
@@ -941,10 +963,9 @@ class Processor:
         go to the day's candidate set of their course and partition, admitted later by
         ``_release`` once the day is over for everyone. Enrolment counts per day feed the
         capacity. Returns no alerts itself (kept async and list-typed for the hook)."""
-        parts = self.sweep_partitions
         for r, s in enumerate(active):
             site, course, user = s.key
-            part = self._partition_of(site, user) if parts else 0
+            part = s.partition
             ck = caps_key(site, course, part)
             if s.created is not None:
                 write.hincrs.append((ck, f"n{max(s.created, 0)}", 1))
@@ -961,7 +982,7 @@ class Processor:
                     s.st.alert, recent.astype(np.float32).tolist(), day, day - s.st.d0 + 1, th
                 )
                 s.st.alert = dec.state
-                if dec.candidate and parts:
+                if dec.candidate:
                     write.zadds.append(
                         (candidates_key(site, course, part, day), dec.held, f"{user}:{trigger}")
                     )
@@ -1077,7 +1098,8 @@ class Processor:
                 # armed again if the risk has already fallen below rearm since the alert
                 closed = s.st.traj[d + 1 :].astype(np.float32)
                 rearmed = bool((closed < th.rearm).any())
-                s.st.alert = AlertState(rearmed, d, RiskLevel.HIGH.value, s.st.alert.left)
+                a = s.st.alert
+                s.st.alert = AlertState(rearmed, d, RiskLevel.HIGH.value, a.left, a.since)
                 alerts.append(self._alert(s, handle, d, trigger, held_risk, th, created))
                 write.hincrs.append((ck, f"a{d}", 1))
             for k, s in students.items():
@@ -1135,8 +1157,23 @@ class Processor:
     async def _explain(
         self, alerts: list[RiskAlert], active: list[_Student], handle: ModelHandle
     ) -> list[RiskAlert]:
-        """Contributions from models.explain (occlusion over the student's window); an
-        explanation failure never blocks the alert, it goes out without contributions."""
+        """Contributions from models.explain (occlusion over the student's window) for the
+        alerts whose level is in ``explain_levels``; an explanation failure never blocks the
+        alert, it goes out without contributions."""
+        if self.explain_levels is not None:
+            wanted = [i for i, al in enumerate(alerts) if al.level.value in self.explain_levels]
+            if len(wanted) < len(alerts):
+                done = list(alerts)
+                if wanted:
+                    some = await self._explain_all([alerts[i] for i in wanted], active, handle)
+                    for i, al in zip(wanted, some, strict=True):
+                        done[i] = al
+                return done
+        return await self._explain_all(alerts, active, handle)
+
+    async def _explain_all(
+        self, alerts: list[RiskAlert], active: list[_Student], handle: ModelHandle
+    ) -> list[RiskAlert]:
         by_key = {s.key: s for s in active}
         fz = handle.featurizer
         explainer = self.explainer

@@ -15,6 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from contracts import TOPICS
+from stream_app.fetch_wait import FetchWaitTuner
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
 from stream_app.metrics import Metrics
@@ -37,8 +38,13 @@ class WorkerConfig:
     device: str = "cpu"
     group: str = "riskstream-worker"
     topic: str = TOPICS.events
-    batch_max: int = 1000
-    batch_within: float = 0.05
+    batch_max: int = 1000  # fetch size at low load (Faust driver: grows under a backlog)
+    batch_within: float = 0.05  # longest wait for a fetch when nothing is there
+    # largest fetch under a backlog (Faust driver); 0 = batch_max, i.e. no growth: with the
+    # current alert policy a batch spanning several course days of a partition can admit
+    # other alerts than small batches do, so growth is opt-in (e.g. 8000 for a fast drain)
+    batch_cap: int = 0
+    fetch_max_wait_ms: int = 10  # broker-side fetch wait (Tansu answers only after it)
     window_days: int = 28
     metrics_port: int = 0
     reload_every: float = 5.0
@@ -46,10 +52,22 @@ class WorkerConfig:
     torch_threads: int = 1
     sweep: bool = True  # advance idle students on the course clock; closes days for alerts
     sweep_lag_days: int = 1
+    explain_levels: tuple[str, ...] | None = ("high",)  # None: explain every alert
     sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
     max_id_jump: int = 100_000_000  # see Processor: implausible event ids
     metrics_host: str = "127.0.0.1"
     monitor: bool = True  # drift counts + withdrawal outcomes (stream_app/monitor.py)
+
+
+def use_uvloop() -> bool:
+    """Install uvloop's event loop policy (what Faust's ``-L uvloop`` does when ``faust`` is
+    imported with it in ``sys.argv``); False when uvloop is not installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
 
 
 class Runtime:
@@ -83,6 +101,7 @@ class Runtime:
             metrics=self.metrics,
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
+            explain_levels=None if cfg.explain_levels is None else frozenset(cfg.explain_levels),
             sites=cfg.sites,
             max_id_jump=cfg.max_id_jump,
         )
@@ -91,11 +110,13 @@ class Runtime:
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
         self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+        loop = type(asyncio.get_running_loop())
         log.info(
             "worker.started",
             model=handle.version,
             device=cfg.device,
             group=cfg.group,
+            loop=f"{loop.__module__}.{loop.__name__}",
             sites=",".join(sorted(cfg.sites)) or "all (set RISKSTREAM_SITES)",
         )
         return self.processor
@@ -134,6 +155,7 @@ class Runtime:
                 dead=rep.dead,
                 alerts=len(rep.alerts),
                 ms=round(rep.total_s * 1000, 1),
+                inference_ms=round(rep.inference_s * 1000, 1),
             )
 
 
@@ -151,6 +173,7 @@ async def run_aiokafka(cfg: WorkerConfig, stop: asyncio.Event | None = None) -> 
         session_timeout_ms=cfg.session_timeout_ms,
         heartbeat_interval_ms=max(500, cfg.session_timeout_ms // 4),
         max_poll_records=cfg.batch_max,
+        fetch_max_wait_ms=cfg.fetch_max_wait_ms,
     )
     await consumer.start()
     if stop is None:
@@ -158,11 +181,13 @@ async def run_aiokafka(cfg: WorkerConfig, stop: asyncio.Event | None = None) -> 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    tuner = FetchWaitTuner()
     try:
         while not stop.is_set():
             got = await consumer.getmany(
                 timeout_ms=int(cfg.batch_within * 1000), max_records=cfg.batch_max
             )
+            tuner.observe(consumer, consumer.assignment(), bool(got))
             if not got:
                 continue
             records = [

@@ -1,8 +1,9 @@
 """Per-student state in Redis: key layout, codec, and one pipelined read and write per batch.
 
-Layout (documented in ARCHITECTURE.md, read by the API):
+Layout (names built in contracts/keys.py; ``{site:course}`` is the course's Redis Cluster
+hash tag, literal braces; documented in ARCHITECTURE.md, read by the API):
 
-- ``rs:st:{site}:{course}:{user}`` hash. Model state tensors under their own names
+- ``rs:st:{site:course}:user`` hash. Model state tensors under their own names
   (``h``, ``c``, ``static``, ... float32 bytes, one row; ``m_`` prefix on a name clash),
   ``acc`` open-day accumulator (float32), ``day`` open day index, ``d0`` day of the
   student's first event, ``win`` rolling window of committed day vectors
@@ -10,13 +11,13 @@ Layout (documented in ARCHITECTURE.md, read by the API):
   ``ver`` model version, ``sp`` feature-spec hash (12 hex), ``risk``, ``level``, ``upd``
   (epoch s), ``alert`` (JSON AlertState), ``traj`` daily risk history (float16, one per
   committed day, capped).
-- ``rs:rank:{site}:{course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
-  ``rs:cal:{site}:{course}`` CourseCalendar JSON; ``rs:prof:{site}:{course}:{user}``
+- ``rs:rank:{site:course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
+  ``rs:cal:{site:course}`` CourseCalendar JSON; ``rs:prof:{site:course}:user``
   StudentProfile JSON; ``rs:courses:{site}`` set of course ids.
-- ``rs:cap:{site}:{course}:{partition}`` hash, the alert policy's book per course and
+- ``rs:cap:{site:course}:partition`` hash, the alert policy's book per course and
   partition: ``n{day}`` students enrolled (state created) that day, ``u{day}`` unenrolled,
   ``a{day}`` act-on alerts admitted, ``rel`` last course day released;
-  ``rs:cand:{site}:{course}:{partition}:{day}`` sorted set ``user:trigger`` -> held risk,
+  ``rs:cand:{site:course}:partition:day`` sorted set ``user:trigger`` -> held risk,
   the day's candidates until released.
 - ``rs:site:{site}:id_hi`` highest event id applied for the site (plausibility of new ids);
   ``rs:counts`` hash of event outcomes (sent, applied, duplicate, dead_letter), incremented
@@ -24,24 +25,29 @@ Layout (documented in ARCHITECTURE.md, read by the API):
 
 The batch write is one Lua script that validates everything (key types, finite scores)
 before its first write, so a batch's states, ranks and alert-stream entries land together
-or not at all (Redis does not roll a script back after an error).
+or not at all (Redis does not roll a script back after an error). On a Redis Cluster:
+``_write_batch_cluster``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from contracts import CourseCalendar, LmsEvent, encode
+from contracts import CourseCalendar, LmsEvent, encode, keys
 from stream_app.alerting import AlertState
 
-ALERTS_STREAM = "rs:alerts"
+ALERTS_STREAM = keys.ALERTS_STREAM
+ALERT_IDS = keys.ALERT_IDS
 COUNTS_KEY = "rs:counts"
 ALERTS_MAXLEN = 10_000
 TRAJ_CAP = 400  # days of risk history kept per student (a course is at most ~270 days)
@@ -57,43 +63,38 @@ class StudentKey(NamedTuple):
 
     @property
     def redis_key(self) -> str:
-        return f"rs:st:{self.site}:{self.course}:{self.user}"
+        return keys.state_key(self.site, self.course, self.user)
 
     @property
     def profile_key(self) -> str:
-        return f"rs:prof:{self.site}:{self.course}:{self.user}"
+        return keys.profile_key(self.site, self.course, self.user)
 
     @property
     def rank_key(self) -> str:
-        return rank_key(self.site, self.course)
+        return keys.rank_key(self.site, self.course)
 
     @classmethod
     def of(cls, ev: LmsEvent) -> StudentKey:
         return cls(ev.site, ev.course_id, ev.user_id)
 
 
-def calendar_key(site: str, course: int) -> str:
-    return f"rs:cal:{site}:{course}"
+calendar_key = keys.calendar_key
 
 
-def courses_key(site: str) -> str:
-    return f"rs:courses:{site}"
+courses_key = keys.courses_key
 
 
 def site_ids_key(site: str) -> str:
     return f"rs:site:{site}:id_hi"
 
 
-def caps_key(site: str, course: int, partition: int) -> str:
-    return f"rs:cap:{site}:{course}:{partition}"
+caps_key = keys.caps_key
 
 
-def candidates_key(site: str, course: int, partition: int, day: int) -> str:
-    return f"rs:cand:{site}:{course}:{partition}:{day}"
+candidates_key = keys.candidates_key
 
 
-def rank_key(site: str, course: int) -> str:
-    return f"rs:rank:{site}:{course}"
+rank_key = keys.rank_key
 
 
 def default_calendar(site: str, course: int, first_event: datetime) -> CourseCalendar:
@@ -330,6 +331,26 @@ return 1
 """
 
 
+# Cluster mode: the alert stream lives in its own slot, so a batch's alerts are appended by
+# their own script, idempotently (an alert id already in ``ALERT_IDS`` is not appended
+# again), BEFORE the per-course state scripts: a crash in between replays the batch, which
+# recomputes the same alert ids and appends nothing twice.
+_ALERTS_LUA = """
+local maxlen = ARGV[1]
+local keep = tonumber(ARGV[2])
+local added = 0
+for i = 3, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[2], 'NX', redis.call('INCR', KEYS[2] .. ':seq'), ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', ARGV[i + 1])
+    added = added + 1
+  end
+end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -keep - 1)
+return added
+"""
+ALERT_IDS_KEPT = 200_000
+
+
 class _Scripts:
     """SHA1-addressed scripts (EVALSHA, falling back to EVAL after a Redis restart)."""
 
@@ -338,6 +359,7 @@ class _Scripts:
 
         self.read_sha = hashlib.sha1(_READ_LUA.encode()).hexdigest()
         self.write_sha = hashlib.sha1(_WRITE_LUA.encode()).hexdigest()
+        self.alerts_sha = hashlib.sha1(_ALERTS_LUA.encode()).hexdigest()
 
     async def call(
         self, r: aredis.Redis, sha: str, body: str, keys: list[str], args: list[Any]
@@ -374,7 +396,10 @@ async def read_site_ids(r: aredis.Redis, sites: list[str]) -> dict[str, int]:
 async def read_batch(
     r: aredis.Redis, students: list[StudentKey], courses: list[tuple[str, int]]
 ) -> BatchRead:
-    """One round trip: every student's hash and profile, every course's calendar."""
+    """One round trip: every student's hash and profile, every course's calendar (on a
+    Redis Cluster one script per course, all in flight together)."""
+    if is_cluster(r):
+        return await _read_batch_cluster(r, students, courses)
     args: list[Any] = [len(students)]
     args += [k.redis_key for k in students]
     args += [k.profile_key for k in students]
@@ -385,6 +410,34 @@ async def read_batch(
     profiles = {k: res[n + i] or None for i, k in enumerate(students)}
     cals = {c: res[2 * n + j] or None for j, c in enumerate(courses)}
     return BatchRead(states, cals, profiles)
+
+
+async def _read_batch_cluster(
+    r: Any, students: list[StudentKey], courses: list[tuple[str, int]]
+) -> BatchRead:
+    by_course: dict[tuple[str, int], list[StudentKey]] = {c: [] for c in courses}
+    for k in students:
+        by_course.setdefault((k.site, k.course), []).append(k)
+    order = list(by_course)
+
+    async def one(site: str, course: int) -> Any:
+        ks = by_course[(site, course)]
+        cal = calendar_key(site, course)
+        args: list[Any] = [len(ks), *(k.redis_key for k in ks), *(k.profile_key for k in ks), cal]
+        return await _SCRIPTS.call(r, _SCRIPTS.read_sha, _READ_LUA, [cal], args)
+
+    results = await asyncio.gather(*(one(site, course) for site, course in order))
+    states: dict[StudentKey, dict[bytes, bytes]] = {}
+    profiles: dict[StudentKey, bytes | None] = {}
+    cals: dict[tuple[str, int], bytes | None] = {}
+    for c, res in zip(order, results, strict=True):
+        ks = by_course[c]
+        n = len(ks)
+        for i, k in enumerate(ks):
+            states[k] = _pairs(res[i])
+            profiles[k] = res[n + i] or None
+        cals[c] = res[2 * n] or None
+    return BatchRead(states, {c: cals[c] for c in courses}, profiles)
 
 
 async def ensure_calendars(
@@ -433,7 +486,11 @@ def check_write(w: BatchWrite) -> None:
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     """One atomic script: states (HSET), ranking (ZADD), course sets, site id range, outcome
-    counts (HINCRBY), alert stream (XADD); validated before its first write."""
+    counts (HINCRBY), alert stream (XADD); validated before its first write. On a Redis
+    Cluster: ``_write_batch_cluster``."""
+    if is_cluster(r):
+        await _write_batch_cluster(r, w)
+        return
     args: list[Any] = [len(w.states)]
     for k, mapping in w.states.items():
         args += [k.redis_key, len(mapping)]
@@ -471,6 +528,93 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM, COUNTS_KEY], args)
 
 
+async def _write_batch_cluster(r: Any, w: BatchWrite) -> None:
+    """Alerts first (idempotent, see above), then one atomic script per course: every other
+    write of the batch (states, ranking, the policy's book and candidates, deletions) goes
+    to the script of its key's hash tag, i.e. its course; then the course sets (idempotent
+    SADD). A student's writes all share their course's tag, so each student is written
+    completely or not at all."""
+    if w.alerts:
+        args: list[Any] = [ALERTS_MAXLEN, ALERT_IDS_KEPT]
+        for payload in w.alerts:
+            args += [json.loads(payload)["alert_id"], payload]
+        keys_ = [ALERTS_STREAM, ALERT_IDS]
+        await _SCRIPTS.call(r, _SCRIPTS.alerts_sha, _ALERTS_LUA, keys_, args)
+    groups: dict[str, BatchWrite] = {}
+
+    def group(key: str) -> BatchWrite:
+        return groups.setdefault(keys.hash_tag(key), BatchWrite())
+
+    for k, mapping in w.states.items():
+        group(k.redis_key).states[k] = mapping
+    for k, risk in w.ranks.items():
+        group(k.rank_key).ranks[k] = risk
+    for k in w.unranks:
+        group(k.rank_key).unranks.append(k)
+    for op in w.hincrs:
+        group(op[0]).hincrs.append(op)
+    for zop in w.zadds:
+        group(zop[0]).zadds.append(zop)
+    for hop in w.hsets:
+        group(hop[0]).hsets.append(hop)
+    for key in w.dels:
+        group(key).dels.append(key)
+
+    async def one(g: BatchWrite) -> None:
+        route: list[str] = []
+        args: list[Any] = [len(g.states)]
+        for k, mapping in g.states.items():
+            route = route or [k.redis_key]
+            args += [k.redis_key, len(mapping)]
+            for f, v in mapping.items():
+                args += [f, v]
+        args.append(len(g.ranks))
+        for k, risk in g.ranks.items():
+            route = route or [k.rank_key]
+            args += [k.rank_key, repr(float(risk)), str(k.user)]
+        args += [0, 0, 0, 0, ALERTS_MAXLEN]  # course sets, site ids, counts, alerts: apart
+        args.append(len(g.hincrs))
+        for key, f, n in g.hincrs:
+            route = route or [key]
+            args += [key, f, n]
+        args.append(len(g.unranks))
+        for k in g.unranks:
+            route = route or [k.rank_key]
+            args += [k.rank_key, str(k.user)]
+        args.append(len(g.zadds))
+        for key, score, member in g.zadds:
+            route = route or [key]
+            args += [key, repr(float(score)), member]
+        args.append(len(g.hsets))
+        for key, f, v in g.hsets:
+            route = route or [key]
+            args += [key, f, v]
+        args.append(len(g.dels))
+        args += g.dels
+        route = route or g.dels[:1]
+        await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, route, args)
+
+    await asyncio.gather(*(one(g) for g in groups.values()))
+    # Idempotent or monotonic, each in its own slot; not atomic with the states here (a crash
+    # in between can leave the outcome counts short by one batch).
+    for site in {k.site for k in w.ranks}:
+        await r.sadd(courses_key(site), *sorted({k.course for k in w.ranks if k.site == site}))
+    for site, hi in w.site_ids.items():
+        key = site_ids_key(site)
+        args = [0, 0, 0, 1, key, str(int(hi)), 0, 0, ALERTS_MAXLEN, 0, 0, 0, 0, 0]
+        await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [key], args)
+    counts = {f: int(n) for f, n in w.counts.items() if n}
+    if counts:
+        pipe = r.pipeline(transaction=False)
+        for f, n in counts.items():
+            pipe.hincrby(COUNTS_KEY, f, n)
+        await pipe.execute()
+
+
+def is_cluster(r: Any) -> bool:
+    return isinstance(r, RedisCluster)
+
+
 class _FastConnection(aredis.Connection):
     """Packs commands with hiredis (C) instead of redis-py's pure-Python asyncio packer."""
 
@@ -486,8 +630,16 @@ class _FastConnection(aredis.Connection):
         return [b"".join(c for cmd in commands for c in self.pack_command(*cmd))]
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
 def connect(url: str, **kw: Any) -> aredis.Redis:
-    """The worker's Redis client (hiredis packing when hiredis is installed)."""
+    """The worker's Redis client (hiredis packing when hiredis is installed). A
+    ``redis+cluster://host:port`` URL (any node) gives a Redis Cluster client."""
+    if url.startswith(CLUSTER_SCHEME):
+        kw.pop("socket_timeout", None)
+        cluster: Any = RedisCluster.from_url("redis://" + url[len(CLUSTER_SCHEME) :], **kw)
+        return cast(aredis.Redis, cluster)
     try:
         import hiredis  # noqa: F401
 

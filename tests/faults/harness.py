@@ -36,6 +36,7 @@ from contracts import (
     RiskAlert,
     decode,
     encode,
+    keys,
 )
 from riskstream.kafka_admin import ensure_topics
 from riskstream.stack import Stack
@@ -153,7 +154,7 @@ def calendars() -> list[CourseCalendar]:
 
 def put_calendars(client: redis.Redis) -> None:
     for cal in calendars():
-        client.set(f"rs:cal:{cal.site}:{cal.course_id}", encode(cal))
+        client.set(keys.calendar_key(cal.site, cal.course_id), encode(cal))
 
 
 async def publish(
@@ -295,7 +296,7 @@ COMPARED = ("h", "c", "acc", "win", "traj", "day", "d0", "last_id", "risk", "lev
 def snapshot(client: redis.Redis, site: str = SITE) -> dict[str, dict[str, bytes]]:
     """Every student's state hash (minus the wall-clock ``upd``)."""
     out: dict[str, dict[str, bytes]] = {}
-    for key in client.scan_iter(f"rs:st:{site}:*", count=1000):
+    for key in client.scan_iter(keys.state_pattern(site), count=1000):
         h = client.hgetall(key)
         out[key.decode()] = {k.decode(): v for k, v in h.items() if k != b"upd"}
     return out
@@ -313,7 +314,7 @@ def applied_everything(client: redis.Redis, replay: Replay) -> bool:
     pipe = client.pipeline(transaction=False)
     want = replay.last_ids
     for course, user in want:
-        pipe.hget(f"rs:st:{replay.site}:{course}:{user}", "last_id")
+        pipe.hget(keys.state_key(replay.site, course, user), "last_id")
     got = pipe.execute()
     return all(g is not None and int(g) == v for g, v in zip(got, want.values(), strict=True))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contracts import encode
+from contracts import encode, keys
 from riskstream.stack import Stack
 from tests.faults.harness import Replay, make_replay, reference, same_state
 
@@ -31,7 +31,7 @@ def test_verdict_flags_double_counting_and_loss_but_not_a_deduped_replay(
     assert same_state(asyncio.run(reference(url, fault_registry, again)).state, ref.state) == []
 
     # A state that counted one event's clicks twice is flagged, on that student.
-    key = f"rs:st:{ev.site}:{ev.course_id}:{ev.user_id}"
+    key = keys.state_key(ev.site, ev.course_id, ev.user_id)
     bumped = {k: dict(v) for k, v in ref.state.items()}
     acc = np.frombuffer(bumped[key]["acc"], np.float32).copy()
     acc[int(np.argmax(acc))] += 1.0

@@ -15,7 +15,7 @@ import redis.exceptions
 from aiokafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 from structlog.testing import capture_logs
 
-from contracts import TOPICS, CourseCalendar, DeadLetter, RiskScore, decode, encode
+from contracts import TOPICS, CourseCalendar, DeadLetter, RiskScore, decode, encode, keys
 from riskstream.stack import Stack
 from stream_app.inference import InferenceEngine, StepPlan, StepResult
 from stream_app.processor import MAX_EVENT_ID, FatalError
@@ -50,11 +50,11 @@ def test_infinite_grade_is_dead_lettered_and_the_student_goes_on(
     (dl,) = [decode(DeadLetter, r.value) for r in pub.on(TOPICS.dead_letter)]
     assert dl.stage == "stream.decode" and "finite" in dl.reason
     assert dl.raw_bytes() == inf
-    raw = redis_client.hgetall("rs:st:s1:7:1")
+    raw = redis_client.hgetall(keys.state_key("s1", 7, 1))
     assert raw[b"last_id"] == b"4"
     for name in (b"h", b"c"):
         assert np.isfinite(np.frombuffer(raw[name], dtype=np.float32)).all()
-    assert redis_client.zscore("rs:rank:s1:7", "1") is not None
+    assert redis_client.zscore(keys.rank_key("s1", 7), "1") is not None
     assert assert_published_valid(pub) == 3  # 1 dead letter + 1 risk score per batch
 
 
@@ -80,23 +80,25 @@ def test_non_finite_model_output_dead_letters_and_keeps_prior_state(
 ) -> None:
     handle = tmp_handle(tmp_path)
     process(stack.redis_url, handle, [[record(event(1, 2, 0.5)), record(event(2, 1, 0.5))]])
-    before = redis_client.hgetall("rs:st:s1:7:2")
-    rank_before = redis_client.zscore("rs:rank:s1:7", "2")
+    before = redis_client.hgetall(keys.state_key("s1", 7, 2))
+    rank_before = redis_client.zscore(keys.rank_key("s1", 7), "2")
     batch = [record(event(3, 2, 1.5), 3), record(event(4, 1, 1.5), 4)]
     reps, pub = process(stack.redis_url, handle, [batch], engine=PoisonEngine(what))
     assert (reps[0].applied, reps[0].dead) == (1, 1)
     (dl,) = [decode(DeadLetter, r.value) for r in pub.on(TOPICS.dead_letter)]
     assert dl.stage == "stream.model" and dl.source_offset == 3
-    assert redis_client.hgetall("rs:st:s1:7:2") == before  # prior state kept, byte for byte
-    assert redis_client.zscore("rs:rank:s1:7", "2") == rank_before
+    assert (
+        redis_client.hgetall(keys.state_key("s1", 7, 2)) == before
+    )  # prior state kept, byte for byte
+    assert redis_client.zscore(keys.rank_key("s1", 7), "2") == rank_before
     scores = [decode(RiskScore, r.value) for r in pub.on(TOPICS.risk_latest)]
     assert [s.user_id for s in scores] == [1]
-    assert redis_client.hget("rs:st:s1:7:1", "last_id") == b"4"
+    assert redis_client.hget(keys.state_key("s1", 7, 1), "last_id") == b"4"
     assert_published_valid(pub)
     # the refused event was not applied: the student's next genuine event is
     reps, _ = process(stack.redis_url, handle, [[record(event(5, 2, 2.5), 5)]])
     assert reps[0].applied == 1
-    assert redis_client.hget("rs:st:s1:7:2", "last_id") == b"5"
+    assert redis_client.hget(keys.state_key("s1", 7, 2), "last_id") == b"5"
 
 
 def test_non_finite_calibrated_risk_dead_letters_and_keeps_prior_state(
@@ -106,7 +108,7 @@ def test_non_finite_calibrated_risk_dead_letters_and_keeps_prior_state(
     yields NaN for a student is caught like a NaN from the model."""
     handle = tmp_handle(tmp_path)
     process(stack.redis_url, handle, [[record(event(1, 2, 0.5)), record(event(2, 1, 0.5))]])
-    before = redis_client.hgetall("rs:st:s1:7:2")
+    before = redis_client.hgetall(keys.state_key("s1", 7, 2))
     real = handle.loaded.calibrate
     poisoned = {"row": True}
 
@@ -122,7 +124,7 @@ def test_non_finite_calibrated_risk_dead_letters_and_keeps_prior_state(
     reps, pub = process(stack.redis_url, handle, [batch])
     assert (reps[0].applied, reps[0].dead) == (1, 1)
     assert _stages(pub) == ["stream.model"]
-    assert redis_client.hgetall("rs:st:s1:7:2") == before
+    assert redis_client.hgetall(keys.state_key("s1", 7, 2)) == before
     assert_published_valid(pub)
 
 
@@ -132,13 +134,13 @@ def test_failing_write_leaves_no_partial_state(
     """Injected failure: the ranking key of the batch's second course has the wrong type, so
     its ZADD would fail after the first course's HSETs; the script refuses before writing."""
     handle = tmp_handle(tmp_path)
-    redis_client.set("rs:rank:s1:8", "not a zset")
+    redis_client.set(keys.rank_key("s1", 8), "not a zset")
     batch = [record(event(1, 1, 0.5, course=7), 0), record(event(2, 1, 0.5, course=8), 1)]
     with pytest.raises(redis.exceptions.ResponseError, match="nothing written"):
         process(stack.redis_url, handle, [batch])
     assert redis_client.keys("rs:st:*") == []
-    assert redis_client.exists("rs:rank:s1:7", "rs:counts", "rs:site:s1:id_hi") == 0
-    redis_client.delete("rs:rank:s1:8")  # fixed: the replayed batch applies both
+    assert redis_client.exists(keys.rank_key("s1", 7), "rs:counts", "rs:site:s1:id_hi") == 0
+    redis_client.delete(keys.rank_key("s1", 8))  # fixed: the replayed batch applies both
     reps, _ = process(stack.redis_url, handle, [batch])
     assert reps[0].applied == 2 and len(redis_client.keys("rs:st:*")) == 2
 
@@ -186,7 +188,7 @@ def test_bogus_ids_are_refused_and_do_not_hide_later_events(
     dls = [decode(DeadLetter, r.value) for r in pub.on(TOPICS.dead_letter)]
     assert [d.stage for d in dls] == ["stream.plausibility"] * 3
     assert "2^53" in dls[0].reason and "known range" in dls[2].reason
-    assert redis_client.hget("rs:st:s1:7:1", "last_id") == b"7"
+    assert redis_client.hget(keys.state_key("s1", 7, 1), "last_id") == b"7"
     assert redis_client.get("rs:site:s1:id_hi") == b"7"
     dup = [e for e in logs if e["event"] == "duplicates.skipped"]
     assert dup and dup[0]["count"] == 2 and "id 4 <= last 7" in dup[0]["examples"][0]
@@ -217,7 +219,7 @@ def test_key_that_disagrees_with_its_value_is_refused(
     reps, pub = process(stack.redis_url, handle, [[lying, record(event(2, 99, 0.5), 1)]])
     assert (reps[0].applied, reps[0].dead) == (1, 1)
     assert _stages(pub) == ["stream.key"]
-    assert not redis_client.exists("rs:st:s1:7:1")
+    assert not redis_client.exists(keys.state_key("s1", 7, 1))
 
 
 def test_implausible_times_are_refused_and_cannot_fix_a_derived_calendar(
@@ -246,7 +248,7 @@ def test_implausible_times_are_refused_and_cannot_fix_a_derived_calendar(
     reps, pub = process(stack.redis_url, handle, [[epoch, future, old, *real]])
     assert reps[0].applied == 9 and reps[0].dead == 3
     assert _stages(pub) == ["stream.plausibility", "stream.plausibility", "stream.day"]
-    cal = decode(CourseCalendar, redis_client.get("rs:cal:s1:7"))
+    cal = decode(CourseCalendar, redis_client.get(keys.calendar_key("s1", 7)))
     assert cal.start == START + __import__("datetime").timedelta(days=1)  # from the real ones
 
 
@@ -255,15 +257,15 @@ def test_connector_calendar_replaces_a_derived_one(
 ) -> None:
     handle = tmp_handle(tmp_path)
     process(stack.redis_url, handle, [[record(event(1, 1, 10.5))]])
-    derived = decode(CourseCalendar, redis_client.get("rs:cal:s1:7"))
+    derived = decode(CourseCalendar, redis_client.get(keys.calendar_key("s1", 7)))
     assert derived.name == "(default calendar)"
     # the connector (moodle_connector.courses) SETs the Moodle calendar over it
     real = CourseCalendar(site="s1", course_id=7, start=START, length_days=60, name="Moodle")
-    redis_client.set("rs:cal:s1:7", real.model_dump_json())
+    redis_client.set(keys.calendar_key("s1", 7), real.model_dump_json())
     _, pub = process(stack.redis_url, handle, [[record(event(2, 2, 12.5))]])
     (score,) = [decode(RiskScore, r.value) for r in pub.on(TOPICS.risk_latest)]
     assert score.day == 12  # counted from the Moodle start, not the derived one (day 2)
-    assert decode(CourseCalendar, redis_client.get("rs:cal:s1:7")).name == "Moodle"
+    assert decode(CourseCalendar, redis_client.get(keys.calendar_key("s1", 7))).name == "Moodle"
 
 
 def test_only_configured_sites_and_sites_sharing_ids_stay_apart(
@@ -278,7 +280,7 @@ def test_only_configured_sites_and_sites_sharing_ids_stay_apart(
     assert (reps[0].applied, reps[0].dead) == (2, 1)
     (dl,) = [decode(DeadLetter, r.value) for r in pub.on(TOPICS.dead_letter)]
     assert dl.stage == "stream.site" and "RISKSTREAM_SITES" in dl.reason
-    assert redis_client.exists("rs:st:s1:7:1", "rs:st:s2:7:1") == 2
+    assert redis_client.exists(keys.state_key("s1", 7, 1), keys.state_key("s2", 7, 1)) == 2
     assert not redis_client.keys("rs:*intruder*")
     assert {
         (s.site, s.user_id)

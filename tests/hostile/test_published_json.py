@@ -14,7 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import TOPICS
+from contracts import TOPICS, keys
 from riskstream.stack import Stack
 from stream_app.records import InRecord
 from tests.hostile.helpers import accounted, assert_published_valid, process, tmp_handle
@@ -76,7 +76,7 @@ def test_everything_published_is_valid_json_against_the_schema(
     client = redis.Redis.from_url(stack.redis_url)
     client.flushdb()
     client.set(
-        "rs:cal:s1:7",
+        keys.calendar_key("s1", 7),
         json.dumps({"site": "s1", "course_id": 7, "start": START.isoformat(), "length_days": 60}),
     )
     records = []

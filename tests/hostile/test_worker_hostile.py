@@ -20,7 +20,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaProducer
 
-from contracts import TOPICS, DeadLetter, LmsEvent, decode, encode
+from contracts import TOPICS, DeadLetter, LmsEvent, decode, encode, keys
 from riskstream.stack import Stack
 from tests.conftest import REPO, subprocess_env
 from tests.faults.conftest import _fresh
@@ -133,7 +133,7 @@ def test_worker_survives_hostile_input_and_accounts_for_every_record(
             records
         )
         assert counts["dead_letter"] == n_dead and counts["applied"] == n_genuine
-        assert client.hget(f"rs:st:{SITE}:{COURSES[0]}:1", "last_id") == b"113"
+        assert client.hget(keys.state_key(SITE, COURSES[0], 1), "last_id") == b"113"
         dls = [
             decode(DeadLetter, v)
             for v in asyncio.run(read_topic(stack.bootstrap, TOPICS.dead_letter, 1.0))

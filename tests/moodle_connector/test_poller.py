@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 from redis.asyncio import Redis
 
-from contracts import DeadLetter, LmsEvent, decode, decode_event
+from contracts import DeadLetter, LmsEvent, decode, decode_event, keys
 from moodle_connector.client import MoodleClient, RetryPolicy
 from moodle_connector.courses import CourseSync
 from moodle_connector.cursor import Cursor
@@ -259,12 +259,12 @@ async def test_quiz_submissions_get_the_attempt_grade_and_courses_sync(
         if ev.eventname == "\\core\\event\\user_graded" and ev.grade is not None
     ]
     assert graded and all(ev.max_grade == 10.0 and ev.cmid == 7 for ev in graded)
-    cal = json.loads(await aredis.get(f"rs:cal:{SITE}:2"))
+    cal = json.loads(await aredis.get(keys.calendar_key(SITE, 2)))
     assert cal["course_id"] == 2 and cal["start"] == "2026-11-01T16:43:04Z"  # startdate 1793551384
     assert [d["kind"] for d in cal["deadlines"]] == ["quiz"] and cal["deadlines"][0]["cmid"] == 7
-    roster = json.loads(await aredis.get(f"rs:roster:{SITE}:2"))
+    roster = json.loads(await aredis.get(keys.roster_key(SITE, 2)))
     assert roster["teachers"] == [3] and len(roster["students"]) == 30
-    assert b"2" in await aredis.smembers(f"rs:courses:{SITE}")
+    assert b"2" in await aredis.smembers(keys.courses_key(SITE))
 
 
 async def test_quiz_enrichment_falls_back_to_older_function(

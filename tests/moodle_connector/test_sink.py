@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from contracts import Contribution, DeadLetter, RiskAlert, RiskLevel, alert_id, decode, encode
+from contracts import Contribution, DeadLetter, RiskAlert, RiskLevel, alert_id, decode, encode, keys
 from moodle_connector.client import MoodleClient, RetryPolicy
 from moodle_connector.sink import AlertSink
 from riskstream.stack import Stack
@@ -89,7 +89,7 @@ async def test_without_plugin_teachers_get_a_message(
     assert [m["touserid"] for m in fake.messages] == ["3"]  # teacher1, from the roster
     assert fake.messages[0]["clientmsgid"].startswith(alert.alert_id)
     assert "high" in fake.messages[0]["text"]
-    roster = json.loads(await aredis.get(f"rs:roster:{SITE}:2"))
+    roster = json.loads(await aredis.get(keys.roster_key(SITE, 2)))
     assert roster["teachers"] == [3]
 
 

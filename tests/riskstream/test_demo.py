@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import redis
 
-from contracts import LmsEvent, RiskAlert, RiskLevel
+from contracts import LmsEvent, RiskAlert, RiskLevel, keys
 from riskstream.demo import Children, Expected, clear_old_demo_sites, score_alerts
 from tests.conftest import OULAD_DIR, REPO, subprocess_env
 
@@ -121,12 +121,12 @@ def test_children_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 
 def test_clear_old_demo_sites_only_touches_demo_keys(redis_client: redis.Redis) -> None:
-    redis_client.set("rs:cal:demo-1:5", "x")
-    redis_client.hset("rs:st:demo-1:5:7", "last_id", 3)
-    redis_client.sadd("rs:courses:demo-1", "5")
-    redis_client.set("rs:cal:oulad:5", "keep")
+    redis_client.set(keys.calendar_key("demo-1", 5), "x")
+    redis_client.hset(keys.state_key("demo-1", 5, 7), "last_id", 3)
+    redis_client.sadd(keys.courses_key("demo-1"), "5")
+    redis_client.set(keys.calendar_key("oulad", 5), "keep")
     assert clear_old_demo_sites(redis_client) == 3
-    assert redis_client.keys("*") == [b"rs:cal:oulad:5"]
+    assert redis_client.keys("*") == [keys.calendar_key("oulad", 5).encode()]
 
 
 # --- end to end (real stack, real worker, OULAD) ---------------------------------------------

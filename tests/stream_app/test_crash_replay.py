@@ -19,7 +19,7 @@ import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from contracts import TOPICS, CourseCalendar, RiskAlert, decode, encode
+from contracts import TOPICS, CourseCalendar, RiskAlert, decode, encode, keys
 from models.registry import Thresholds
 from models.testing import tiny_model
 from riskstream.kafka_admin import ensure_topics
@@ -111,7 +111,7 @@ async def _alert_ids_on_topic(bootstrap: str, site: str) -> list[str]:
 def _snapshot(r: redis.Redis, site: str, n_day: int) -> dict[int, dict[str, object]]:
     out = {}
     for user in range(N_USERS):
-        raw = r.hgetall(f"rs:st:{site}:7:{user}")
+        raw = r.hgetall(keys.state_key(site, 7, user))
         if raw:
             st = decode_state(raw, n_day)
             out[user] = {
@@ -148,14 +148,14 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
     ref_url = stack.redis_url[:-1] + "1"
     ref = redis.Redis.from_url(ref_url)
     ref.flushdb()
-    ref.set(f"rs:cal:{site}:7", encode(cal))
+    ref.set(keys.calendar_key(site, 7), encode(cal))
     asyncio.run(_reference(ref_url, handle, recs))
     want = _snapshot(ref, site, handle.n_day)
     want_alerts = {decode(RiskAlert, f[b"alert"]).alert_id for _, f in ref.xrange("rs:alerts")}
     assert len(want) == N_USERS and len(want_alerts) > 0
 
     # the real worker, killed with SIGKILL mid-replay, then restarted
-    redis_client.set(f"rs:cal:{site}:7", encode(cal))
+    redis_client.set(keys.calendar_key(site, 7), encode(cal))
     asyncio.run(_produce(stack.bootstrap, topic, evs))
     env = subprocess_env(
         RISKSTREAM_KAFKA_BOOTSTRAP=stack.bootstrap,
@@ -173,7 +173,7 @@ def test_kill9_mid_replay_then_restart_matches_uninterrupted_run(
     last = {u: max(e.event_id for e in evs if e.user_id == u) for u in range(N_USERS)}
 
     def progress() -> int:
-        vals = [redis_client.hget(f"rs:st:{site}:7:{u}", "last_id") for u in range(N_USERS)]
+        vals = [redis_client.hget(keys.state_key(site, 7, u), "last_id") for u in range(N_USERS)]
         return sum(int(v) == last[u] for u, v in enumerate(vals) if v is not None)
 
     def start() -> subprocess.Popen[bytes]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from contracts import CourseCalendar, encode, enrolment_event
+from contracts import CourseCalendar, encode, enrolment_event, keys
 from models.drift import build_reference
 from models.registry import Registry
 from riskstream.stack import Stack
@@ -35,7 +35,7 @@ def test_committed_days_are_counted_once_and_unenrolments_become_outcomes(
     spec = handle.loaded.spec
     _reference(tmp_path, handle.version, spec.n_day, spec.day_features)
     cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
-    redis_client.set("rs:cal:s1:7", encode(cal))
+    redis_client.set(keys.calendar_key("s1", 7), encode(cal))
     evs = [event(i + 1, user=1 + i % 3, day=float(i // 3) * 2 + 0.5) for i in range(30)]
     gone = enrolment_event("s1", 7, 2, START.replace(day=START.day + 15), event_id=31, ended=True)
     recs = [record(e, i) for i, e in enumerate([*evs, gone])]
@@ -51,27 +51,28 @@ def test_committed_days_are_counted_once_and_unenrolments_become_outcomes(
             await r.aclose()
 
     asyncio.run(go([recs[:15], recs[15:]]))
-    key = f"rs:drift:s1:7:{handle.version}"
+    key = keys.drift_key("s1", 7, handle.version)
     raw = {k.decode(): int(v) for k, v in redis_client.hgetall(key).items()}
     counted = sum(v for k, v in raw.items() if k.endswith(":n"))
     # every committed day of every student, i.e. the open day is not counted yet
     committed = 0
     for user in (1, 2, 3):
-        h = redis_client.hget(f"rs:st:s1:7:{user}", "traj")
+        h = redis_client.hget(keys.state_key("s1", 7, user), "traj")
         committed += len(h or b"") // 2
     assert counted == committed > 0
     per_week = {k: v for k, v in raw.items() if k.startswith("0:") and not k.endswith(":n")}
     assert sum(per_week.values()) == raw["0:n"] * spec.n_day  # one bin per feature
-    out = json.loads(redis_client.hget("rs:outcome:s1:7", "2") or b"{}")
+    out = json.loads(redis_client.hget(keys.outcome_key("s1", 7), "2") or b"{}")
     assert out["result"] == "withdrawn" and out["day"] == 15 and out["source"] == "unenrolment"
     # the same records again (a replay after a crash): nothing is counted twice
     asyncio.run(go([recs]))
     again = {k.decode(): int(v) for k, v in redis_client.hgetall(key).items()}
     assert again == raw
     # a final result is not overwritten by a replayed withdrawal
-    redis_client.hset("rs:outcome:s1:7", "2", json.dumps({"result": "fail", "final": True}))
+    redis_client.hset(keys.outcome_key("s1", 7), "2", json.dumps({"result": "fail", "final": True}))
     asyncio.run(go([recs[-1:]]))
-    assert json.loads(redis_client.hget("rs:outcome:s1:7", "2") or b"{}")["result"] == "fail"
+    got = json.loads(redis_client.hget(keys.outcome_key("s1", 7), "2") or b"{}")
+    assert got["result"] == "fail"
 
 
 def test_a_version_without_reference_counts_nothing(
@@ -79,7 +80,7 @@ def test_a_version_without_reference_counts_nothing(
 ) -> None:
     handle = handle_for(tmp_path, hidden=8)
     cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
-    redis_client.set("rs:cal:s1:7", encode(cal))
+    redis_client.set(keys.calendar_key("s1", 7), encode(cal))
     recs = [record(event(i + 1, user=1, day=float(i)), i) for i in range(5)]
 
     async def go() -> StreamMonitor:
@@ -127,7 +128,7 @@ def test_in_memory_counts_equal_the_reference_binning(tmp_path: Path) -> None:
     for course in (1, 2):
         m = [i for i, c in enumerate(courses) if c[1] == course]
         want = bin_increments(ref, vec[m], np.asarray(days)[m])
-        got = {f: n for (k, f), n in pipe.got.items() if k == f"rs:drift:s:{course}:v1"}
+        got = {f: n for (k, f), n in pipe.got.items() if k == keys.drift_key("s", course, "v1")}
         assert got == want
 
 
@@ -171,12 +172,12 @@ def test_stream_counts_equal_the_offline_day_vectors_on_oulad(
     assert ref is not None
     got = {
         k.decode(): int(v)
-        for k, v in redis_client.hgetall(f"rs:drift:oulad:{course}:{handle.version}").items()
+        for k, v in redis_client.hgetall(keys.drift_key("oulad", course, handle.version)).items()
     }
     t = build_day_tensors(Oulad(OULAD_DIR), handle.featurizer, ("2014B",), "BBB")
     vecs, days = [], []
     for i, u in enumerate(t.user_id):
-        raw = redis_client.hget(f"rs:st:oulad:{course}:{int(u)}", "day")
+        raw = redis_client.hget(keys.state_key("oulad", course, int(u)), "day")
         if raw is None:
             continue
         open_day = int(raw)  # days 0 .. open_day - 1 are committed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from contracts import CourseCalendar, encode, enrolment_event
+from contracts import CourseCalendar, encode, enrolment_event, keys
 from models.registry import Thresholds
 from riskstream.stack import Stack
 from stream_app.processor import Processor
@@ -61,7 +61,7 @@ def _run(url: str, handle, batches) -> ListPublisher:  # type: ignore[no-untyped
 
 def _setup(redis_client: redis.Redis) -> None:
     cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=120)
-    redis_client.set("rs:cal:s1:7", encode(cal))
+    redis_client.set(keys.calendar_key("s1", 7), encode(cal))
 
 
 def test_students_who_never_click_are_scored_swept_and_alerted(
@@ -73,13 +73,13 @@ def test_students_who_never_click_are_scored_swept_and_alerted(
     pub = _run(stack.redis_url, handle, _records(15))
     # every no-show has a state advanced by the sweep (lag 1 behind day 14's clock)
     for u in range(1, N + 1):
-        st = decode_state(redis_client.hgetall(f"rs:st:s1:7:{u}"), handle.n_day)
+        st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, u)), handle.n_day)
         assert st.day == 13 and len(st.traj) == 13 and st.d0 == 0
         assert st.acc is not None and not st.acc.any()  # the enrolment counted no click
     alerted = {a.user_id: a for a in pub.alerts()}
     assert set(range(1, N + 1)) <= set(alerted)
     assert {a.day for a in alerted.values()} == {7}  # first day allowed, risk held 3 days
-    assert redis_client.zcard("rs:rank:s1:7") == N + 1
+    assert redis_client.zcard(keys.rank_key("s1", 7)) == N + 1
 
 
 def test_no_wave_capacity_spreads_alerts_by_risk(
@@ -99,7 +99,7 @@ def test_no_wave_capacity_spreads_alerts_by_risk(
         assert week <= max(1, int(0.10 * enrolled))  # 4 a week
     assert len({a.user_id for a in alerts}) == len(alerts)  # one alert per student
     assert min(per_day) == 7 and len(alerts) >= 4
-    book = {k.decode(): int(v) for k, v in redis_client.hgetall("rs:cap:s1:7:0").items()}
+    book = {k.decode(): int(v) for k, v in redis_client.hgetall(keys.caps_key("s1", 7, 0)).items()}
     assert {int(k[1:]): v for k, v in book.items() if k[0] == "a"} == dict(per_day)
     assert book["n0"] == N + 1 and book["rel"] >= 30  # everyone enrolled on day 0
     # a replay in other batch sizes from scratch decides the same alerts
@@ -119,7 +119,7 @@ def test_unenrolled_students_leave_the_ranking_and_are_never_alerted(
     pub = _run(stack.redis_url, handle, _records(15, unenrol={3: 2, 4: 5}))
     alerted = {a.user_id for a in pub.alerts()}
     assert 3 not in alerted and 4 not in alerted and 5 in alerted
-    members = {int(m) for m in redis_client.zrange("rs:rank:s1:7", 0, -1)}
+    members = {int(m) for m in redis_client.zrange(keys.rank_key("s1", 7), 0, -1)}
     assert 3 not in members and 4 not in members and 5 in members
-    st = decode_state(redis_client.hgetall("rs:st:s1:7:3"), handle.n_day)
+    st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, 3)), handle.n_day)
     assert st.alert.left == 2 and st.level == "low"

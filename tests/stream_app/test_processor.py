@@ -10,7 +10,7 @@ import pytest
 import redis
 import torch
 
-from contracts import TOPICS, CourseCalendar, DeadLetter, RiskScore, decode, encode
+from contracts import TOPICS, CourseCalendar, DeadLetter, RiskScore, decode, encode, keys
 from riskstream.stack import Stack
 from stream_app.processor import Processor
 from stream_app.reload import find_explainer
@@ -38,7 +38,7 @@ def test_end_of_day_risk_equals_offline_forward(
 ) -> None:
     handle = handle_for(tmp_path, hidden=16, seed=3)
     cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
-    redis_client.set("rs:cal:s1:7", encode(cal))
+    redis_client.set(keys.calendar_key("s1", 7), encode(cal))
     rng = np.random.default_rng(0)
     evs = []
     eid = 0
@@ -64,7 +64,7 @@ def test_end_of_day_risk_equals_offline_forward(
     }
     # pass 2 (fresh state): batches cut across days; final state is compared below
     redis_client.flushdb()
-    redis_client.set("rs:cal:s1:7", encode(cal))
+    redis_client.set(keys.calendar_key("s1", 7), encode(cal))
     batches = [recs[i : i + 7] for i in range(0, len(recs), 7)]
     pub = ListPublisher()
     run(_process(stack.redis_url, handle, pub, batches))
@@ -84,7 +84,7 @@ def test_end_of_day_risk_equals_offline_forward(
             if u == user:
                 assert abs(risk - off[day]) < 1e-5, (user, day, risk, off[day])
                 checked += 1
-        st = decode_state(redis_client.hgetall(f"rs:st:s1:7:{user}"), handle.n_day)
+        st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, user)), handle.n_day)
         # committed days 0..last_day-1 (float16 trajectory) and the open day (provisional)
         assert st.day == last_day
         assert len(st.traj) == last_day
@@ -122,10 +122,10 @@ def test_duplicates_are_noops_and_bad_messages_dead_letter(
     dls = [decode(DeadLetter, r.value) for r in pub.on(TOPICS.dead_letter)]
     assert [d.stage for d in dls] == ["stream.decode", "stream.decode"]
     assert "event_id" in dls[1].reason and dls[1].source_offset == 11
-    st = decode_state(redis_client.hgetall("rs:st:s1:7:1"), handle.n_day)
+    st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, 1)), handle.n_day)
     assert st.last_id == 5
     # default calendar: midnight UTC of the first event, written back
-    cal = decode(CourseCalendar, redis_client.get("rs:cal:s1:7"))
+    cal = decode(CourseCalendar, redis_client.get(keys.calendar_key("s1", 7)))
     assert cal.start == START
 
 
@@ -149,7 +149,7 @@ def test_alerts_respect_min_days_and_are_deterministic(
     assert a.level.value == "high" and a.day == th.min_days
     assert a.trigger_event_id == th.min_days + 1
     assert redis_client.xlen("rs:alerts") == 1
-    assert redis_client.zscore("rs:rank:s1:7", "5") == pytest.approx(0.9, abs=1e-4)
+    assert redis_client.zscore(keys.rank_key("s1", 7), "5") == pytest.approx(0.9, abs=1e-4)
     # replay from scratch in other batch sizes: same alert id
     redis_client.flushdb()
     pub2 = ListPublisher()
@@ -165,4 +165,45 @@ def test_publish_failure_retries_and_state_written_after(
     pub.fail_next = 2
     reps = run(_process(stack.redis_url, handle, pub, [[record(event(1, 1, 0.5))]]))
     assert reps[0].applied == 1 and len(pub.on(TOPICS.risk_latest)) == 1
-    assert redis_client.hget("rs:st:s1:7:1", "last_id") == b"1"
+    assert redis_client.hget(keys.state_key("s1", 7, 1), "last_id") == b"1"
+
+
+def test_explain_levels_limits_explanations_to_those_levels(tmp_path: Path) -> None:
+    """Only alerts at a level in ``explain_levels`` go to the explainer (it is on the alert's
+    critical path); the others keep their place and go out without contributions."""
+    from contracts import RiskAlert, RiskLevel
+
+    handle = handle_for(tmp_path)
+    proc = Processor(None, ListPublisher(), handle, explain_levels=frozenset({"high"}))
+    seen: list[str] = []
+
+    async def fake(alerts, active, h):  # type: ignore[no-untyped-def]
+        seen.extend(a.alert_id for a in alerts)
+        return [a.model_copy(update={"explanation": "why"}) for a in alerts]
+
+    proc._explain_all = fake  # type: ignore[method-assign]
+
+    def alert(i: int, level: RiskLevel) -> RiskAlert:
+        return RiskAlert(
+            alert_id=f"alert-{i:04d}",
+            site="s1",
+            user_id=i,
+            course_id=7,
+            risk=0.9,
+            level=level,
+            threshold=0.5,
+            model_version=handle.version,
+            day=3,
+            trigger_event_id=i,
+            event_time=START,
+            created_at=START,
+        )
+
+    alerts = [alert(1, RiskLevel.MEDIUM), alert(2, RiskLevel.HIGH), alert(3, RiskLevel.MEDIUM)]
+    out = run(proc._explain(alerts, [], handle))
+    assert seen == ["alert-0002"]
+    assert [a.explanation for a in out] == ["", "why", ""]
+    proc.explain_levels = None  # every level
+    seen.clear()
+    run(proc._explain(alerts, [], handle))
+    assert seen == ["alert-0001", "alert-0002", "alert-0003"]

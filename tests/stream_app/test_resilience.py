@@ -12,7 +12,7 @@ import pytest
 import redis
 import torch
 
-from contracts import CourseCalendar, encode
+from contracts import CourseCalendar, encode, keys
 from models.registry import Registry
 from models.testing import tiny_model
 from riskstream.stack import Stack, free_port, redis_answers
@@ -55,7 +55,7 @@ def test_redis_down_pauses_and_retries_until_it_is_back(tmp_path: Path) -> None:
             while not redis_answers("127.0.0.1", port):
                 await asyncio.sleep(0.05)
             rep = await asyncio.wait_for(task, 15)
-            last = await r.hget("rs:st:s1:7:1", "last_id")
+            last = await r.hget(keys.state_key("s1", 7, 1), "last_id")
             await r.aclose()
             return rep.applied, int(last or -1)
         finally:
@@ -73,7 +73,7 @@ def test_hot_reload_rewarms_from_window(
     root = tmp_path / "reg"
     tiny_model(root, seed=1, hidden=8)
     cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
-    redis_client.set("rs:cal:s1:7", encode(cal))
+    redis_client.set(keys.calendar_key("s1", 7), encode(cal))
     evs = [
         event(i + 1, 3, d + 0.5, component=c)
         for i, (d, c) in enumerate(
@@ -98,7 +98,7 @@ def test_hot_reload_rewarms_from_window(
     v2, running = asyncio.run(scenario())
     assert running == v2 == Registry(root).current_version()
     loaded = load_handle(root, "cpu").loaded
-    st = decode_state(redis_client.hgetall("rs:st:s1:7:3"), loaded.spec.n_day)
+    st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, 3)), loaded.spec.n_day)
     assert st.ver == v2 and st.day == 6
     # re-warmed: the new model over the window (days 0..4, all within W) + committed day 5
     fz = loaded.featurizer

@@ -10,7 +10,7 @@ import numpy as np
 import redis
 import torch
 
-from contracts import CourseCalendar, encode
+from contracts import CourseCalendar, encode, keys
 from models.registry import Thresholds
 from riskstream.stack import Stack
 from stream_app.processor import Processor
@@ -58,12 +58,12 @@ def test_sweep_advances_idle_students_and_matches_the_unswept_outcome(
 
     def reset() -> None:
         redis_client.flushdb()
-        redis_client.set("rs:cal:s1:7", encode(cal))
+        redis_client.set(keys.calendar_key("s1", 7), encode(cal))
 
     # 1. after A's day-10 batch, B (silent since day 0) was advanced to day 9 (lag 1)
     reset()
     _run(stack.redis_url, handle, sweep=True, stop_after=11)
-    st = decode_state(redis_client.hgetall("rs:st:s1:7:2"), handle.n_day)
+    st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, 2)), handle.n_day)
     assert st.day == 9 and len(st.traj) == 9
     fz = handle.featurizer
     accs = np.zeros((9, fz.n_acc), dtype=np.float32)
@@ -77,10 +77,10 @@ def test_sweep_advances_idle_students_and_matches_the_unswept_outcome(
     # 2. whole run with and without sweeps: same final states
     reset()
     _run(stack.redis_url, handle, sweep=True)
-    swept = {u: redis_client.hgetall(f"rs:st:s1:7:{u}") for u in (A, B)}
+    swept = {u: redis_client.hgetall(keys.state_key("s1", 7, u)) for u in (A, B)}
     reset()
     _run(stack.redis_url, handle, sweep=False)
-    plain = {u: redis_client.hgetall(f"rs:st:s1:7:{u}") for u in (A, B)}
+    plain = {u: redis_client.hgetall(keys.state_key("s1", 7, u)) for u in (A, B)}
     for u in (A, B):
         s1, s2 = decode_state(swept[u], handle.n_day), decode_state(plain[u], handle.n_day)
         assert (s1.day, s1.last_id, s1.alert) == (s2.day, s2.last_id, s2.alert)
@@ -100,7 +100,7 @@ def test_sweep_alerts_do_not_depend_on_the_batching(
     got = {}
     for merge in (1, 4):
         redis_client.flushdb()
-        redis_client.set("rs:cal:s1:7", encode(cal))
+        redis_client.set(keys.calendar_key("s1", 7), encode(cal))
         pub = _run(stack.redis_url, handle, sweep=True, merge=merge)
         got[merge] = {(a.user_id, a.day, a.alert_id) for a in pub.alerts()}
     assert got[1] == got[4]

@@ -12,7 +12,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from contracts import CourseOutcome
+from contracts import CourseOutcome, keys
 from models.drift import bin_increments, build_reference
 from models.registry import Registry
 from models.segments import fit_segments
@@ -85,7 +85,7 @@ def _course_data(r: redis.Redis, tmp_path: Path) -> tuple[Registry, str]:
     for course, data in ((5, x), (6, quiet)):
         days = np.tile(np.arange(28), len(data))
         inc = bin_increments(ref, data[:, :28].reshape(-1, data.shape[2]), days)
-        r.hset(f"rs:drift:{SITE}:{course}:{v}", mapping=inc)
+        r.hset(keys.drift_key(SITE, course, v), mapping=inc)
         r.sadd(f"rs:courses:{SITE}", course)
     rng = np.random.default_rng(2)
     for u in range(300):  # risk follows the true label, mostly
@@ -94,7 +94,7 @@ def _course_data(r: redis.Redis, tmp_path: Path) -> tuple[Registry, str]:
         if u < 250:
             res = "fail" if rng.random() < p else "pass"
             o = CourseOutcome(site=SITE, course_id=5, user_id=u, result=res, final=True)
-            r.hset(f"rs:outcome:{SITE}:5", str(u), o.model_dump_json())
+            r.hset(keys.outcome_key(SITE, 5), str(u), o.model_dump_json())
     return reg, v
 
 
