@@ -20,7 +20,13 @@ defined('MOODLE_INTERNAL') || die();
 $string['pluginname'] = 'RiskStream early warning';
 $string['alertbody'] = 'RiskStream: {$a->student} is at {$a->level} risk ({$a->risk}%) in {$a->course}.
 Why: {$a->explanation}
-Current alerts: {$a->url}';
+Current alerts: {$a->url}
+Your feedback:
+{$a->feedback}';
+$string['alertbodyhtml'] = '<p>RiskStream: {$a->student} is at {$a->level} risk ({$a->risk}%) in {$a->course}.</p>
+<p>Why: {$a->explanation}</p>
+<p><a href="{$a->url}">Current alerts</a></p>
+<p>Your feedback: {$a->feedback}</p>';
 $string['alertsubject'] = '{$a->student} is at {$a->level} risk in {$a->course}';
 $string['alertspage'] = 'Risk alerts';
 $string['colexplanation'] = 'Why';
@@ -28,6 +34,13 @@ $string['collevel'] = 'Level';
 $string['colrisk'] = 'Risk';
 $string['colstudent'] = 'Student';
 $string['colwhen'] = 'When';
+$string['colfeedback'] = 'Feedback';
+$string['feedback_acknowledged'] = 'Acknowledged';
+$string['feedback_contacted'] = 'Contacted student';
+$string['feedback_notuseful'] = 'Not useful';
+$string['feedbackconfirm'] = 'Mark the alert about {$a->student} ({$a->level} risk, {$a->when}) as "{$a->action}"?';
+$string['feedbacksaved'] = 'Feedback saved: {$a}';
+$string['feedbacklatest'] = '{$a->action} by {$a->teacher}, {$a->when}';
 $string['level_high'] = 'high';
 $string['level_low'] = 'low';
 $string['level_medium'] = 'medium';
@@ -48,6 +61,13 @@ $string['privacy:metadata:riskstream:courseid'] = 'The course of the logged acti
 $string['privacy:metadata:riskstream:eventname'] = 'What was done.';
 $string['privacy:metadata:riskstream:timecreated'] = 'When it was done.';
 $string['privacy:metadata:riskstream:userid'] = 'Who did it.';
+$string['privacy:metadata:feedback'] = 'Teachers\' feedback on risk alerts about a student.';
+$string['privacy:metadata:feedback:action'] = 'The answer: acknowledged, contacted the student, or not useful.';
+$string['privacy:metadata:feedback:courseid'] = 'The course of the alert.';
+$string['privacy:metadata:feedback:teacherid'] = 'The teacher who gave the feedback.';
+$string['privacy:metadata:feedback:timecreated'] = 'When the feedback was given.';
+$string['privacy:metadata:feedback:userid'] = 'The student the alert is about.';
+$string['riskstream:readfeedback'] = 'Read teachers\' feedback on alerts through the web service';
 $string['riskstream:pushalerts'] = 'Store risk alerts through the web service';
 $string['riskstream:viewalerts'] = 'View risk alerts and receive alert notifications';
 $string['showdays'] = 'Alerts shown';
