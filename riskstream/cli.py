@@ -14,6 +14,7 @@ from riskstream import (
     cli_api,
     cli_connector,
     cli_evaluate,
+    cli_model,
     cli_ops,
     cli_replay,
     cli_stream,
@@ -156,6 +157,7 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
 # Each part's commands live in their own module; this is the one place they are registered.
 app.add_typer(cli_connector.connector_app, name="connector")
 app.add_typer(cli_api.api_app, name="api")
+app.add_typer(cli_model.model_app, name="model")
 app.command("train")(cli_train.train)
 app.command("evaluate")(cli_evaluate.evaluate)
 app.command("replay")(cli_replay.replay_command)
