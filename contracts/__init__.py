@@ -17,6 +17,7 @@ from contracts.events import (
     enrolment_event,
     is_enrolment,
 )
+from contracts.feedback import FeedbackAction, TeacherFeedback
 from contracts.topics import TOPICS, Topics
 from contracts.version import SCHEMA_VERSION
 from contracts.wire import ContractError, decode, decode_event, encode
@@ -26,19 +27,21 @@ __all__ = [
     "ENROLMENT_EVENTNAME",
     "SCHEMA_VERSION",
     "TOPICS",
+    "UNENROLMENT_EVENTNAME",
     "ActivityType",
     "ContractError",
     "Contribution",
     "CourseCalendar",
     "DeadLetter",
     "Deadline",
+    "FeedbackAction",
     "LmsEvent",
     "RiskAlert",
     "RiskLevel",
     "RiskScore",
     "StudentProfile",
+    "TeacherFeedback",
     "Topics",
-    "UNENROLMENT_EVENTNAME",
     "activity_from_component",
     "alert_id",
     "decode",

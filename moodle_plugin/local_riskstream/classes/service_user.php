@@ -42,6 +42,8 @@ class service_user {
         'local/riskstream:pushalerts' => 'local_riskstream_push_alerts (alerts into Moodle)',
         'local/riskstream:readfeedback' => 'local_riskstream_get_feedback (teachers\' feedback on alerts)',
         'moodle/course:view' => 'every course function (courses it is not enrolled in)',
+        'moodle/course:viewhiddencourses' => 'every course function (hidden courses whose log it reads)',
+        'moodle/course:viewhiddenactivities' => 'quiz and assignment functions (hidden activities)',
         'moodle/course:viewparticipants' => 'core_enrol_get_enrolled_users (rosters)',
         'moodle/user:viewdetails' => 'core_enrol_get_enrolled_users (rosters)',
         'moodle/site:accessallgroups' => 'core_enrol_get_enrolled_users (whole roster in separate-groups courses)',
