@@ -190,6 +190,7 @@ class Processor:
         sweep_partitions: int = 0,
         sweep_lag_days: int = 1,
         sweep_chunk: int = 2000,
+        feedback_gate: Callable[[list[RiskAlert]], Awaitable[list[RiskAlert]]] | None = None,
     ) -> None:
         """``sweep_partitions``: partitions of the events topic (0 = no course-clock sweep);
         the sweep advances idle students ``sweep_lag_days`` behind the partition's clock."""
@@ -205,6 +206,8 @@ class Processor:
         self.sweep_partitions = sweep_partitions
         self.sweep_lag_days = sweep_lag_days
         self.sweep_chunk = sweep_chunk
+        # teachers' feedback (stream_app/feedback.py): holds back alerts of contacted students
+        self.feedback_gate = feedback_gate
         self._clock: dict[tuple[str, int, int], int] = {}
         self._clock_dirty: set[tuple[str, int, int]] = set()
         self._swept: dict[tuple[str, int, int], int] = {}
@@ -409,6 +412,10 @@ class Processor:
             rep.inference_s += time.perf_counter() - ti
             self.metrics.inference_seconds.observe(time.perf_counter() - ti)
             alerts = self._apply(active, res, commit_vec, applied, handle, now, write, out)
+            gate = self.feedback_gate
+            if alerts and gate is not None:
+                raised = alerts
+                alerts = await self._retry("redis.feedback", lambda: gate(raised))
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, active, handle)
             for al in alerts:

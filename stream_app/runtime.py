@@ -15,6 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from contracts import TOPICS
+from stream_app.feedback import FeedbackConsumer, FeedbackGate
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
 from stream_app.metrics import Metrics
@@ -58,6 +59,8 @@ class Runtime:
         self.publisher: KafkaPublisher | None = None
         self.processor: Processor | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._feedback: asyncio.Task[None] | None = None
+        self._feedback_stop = asyncio.Event()
 
     async def start(self) -> Processor:
         cfg = self.cfg
@@ -78,7 +81,10 @@ class Runtime:
             metrics=self.metrics,
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
+            feedback_gate=FeedbackGate(self.redis, handle.loaded.thresholds.cooldown_days),
         )
+        consumer = FeedbackConsumer(cfg.bootstrap, self.redis, f"{cfg.group}-feedback")
+        self._feedback = asyncio.create_task(consumer.run(self._feedback_stop))
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
         self.metrics.serve(cfg.metrics_port)
@@ -86,6 +92,10 @@ class Runtime:
         return self.processor
 
     async def stop(self) -> None:
+        if self._feedback is not None:
+            self._feedback_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._feedback, timeout=5)
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

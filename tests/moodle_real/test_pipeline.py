@@ -248,5 +248,9 @@ def test_teacher_feedback_reaches_the_feedback_topic(
     assert fb.action == "contacted" and fb.course_id == course["course"]
     page = teacher_page(moodle, course, f"/local/riskstream/index.php?id={course['course']}")
     assert 'data-action="contacted"' in page
+    # the worker keeps the latest answer per student (what holds back re-alerts)
+    key = f"rs:fb:{pipeline.site}:{course['course']}:{student}"
+    stored = wait_for(lambda: pipeline.redis.get(key), 30, f"{key} in Redis")
+    assert json.loads(stored)["action"] == "contacted"
     alerts = [decode(RiskAlert, v) for v in pipeline.topic(TOPICS.alerts, idle_s=0.5)]
     assert any(a.alert_id == alert_id for a in alerts)
