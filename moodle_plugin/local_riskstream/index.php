@@ -29,6 +29,11 @@ $PAGE->set_pagelayout('report');
 $PAGE->set_title(get_string('alertspage', 'local_riskstream'));
 $PAGE->set_heading(format_string($course->fullname, true, ['context' => $context]));
 
+$mode = optional_param('digest', '', PARAM_ALPHA);
+if (($mode === 'digest' || $mode === 'each') && confirm_sesskey()) {
+    set_user_preference(\local_riskstream\digest::PREF, $mode);
+}
+
 $days = (int)get_config('local_riskstream', 'showdays') ?: 28;
 $since = time() - $days * DAYSECS;
 // Current = the latest alert per student within the window.
@@ -74,6 +79,20 @@ if (!$alerts) {
     }
     echo html_writer::table($table);
 }
+$use = \local_riskstream\feedback::usefulness($course->id);
+if ($use['answered']) {
+    echo html_writer::tag('p', s(get_string('usefulshare', 'local_riskstream', (object)[
+        'useful' => $use['useful'], 'answered' => $use['answered'], 'alerts' => $use['alerts'],
+        'percent' => round($use['share'] * 100),
+    ])), ['class' => 'local-riskstream-usefulness', 'data-share' => format_float($use['share'], 3)]);
+}
+$digest = \local_riskstream\digest::wants_digest((int)$USER->id, (int)$course->id);
+echo html_writer::tag('p', get_string('digestmode_' . ($digest ? 'digest' : 'each'), 'local_riskstream'),
+    ['class' => 'local-riskstream-digest', 'data-digest' => (int)$digest]);
+$other = $digest ? 'each' : 'digest';
+echo $OUTPUT->single_button(new moodle_url('/local/riskstream/index.php',
+    ['id' => $course->id, 'digest' => $other, 'sesskey' => sesskey()]),
+    get_string('digestchoose_' . $other, 'local_riskstream'), 'post');
 echo $OUTPUT->footer();
 
 /**

@@ -8,6 +8,7 @@ teacher, students and a no-show; the connector and the worker run as the README 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -210,6 +211,31 @@ def pipeline(
                 out, _ = proc.communicate(timeout=10)
             p.outputs[name] = out
         client.close()
+
+
+@contextlib.contextmanager
+def teacher_session(moodle: MoodleSite, course: dict[str, Any]) -> Iterator[httpx.Client]:
+    """A browser-like session of the course's teacher (login form, cookies)."""
+    with httpx.Client(base_url=moodle.url, follow_redirects=True, timeout=60) as c:
+        login = c.get("/login/index.php").text
+        token = re.search(r'name="logintoken" value="([^"]+)"', login)
+        assert token, "no login token on the login page"
+        c.post(
+            "/login/index.php",
+            data={
+                "username": f"teacher-{course['tag']}",
+                "password": "Pass-word-1",
+                "logintoken": token.group(1),
+            },
+        )
+        yield c
+
+
+def teacher_page(moodle: MoodleSite, course: dict[str, Any], path: str) -> str:
+    with teacher_session(moodle, course) as c:
+        r = c.get(path)
+        assert r.status_code == 200, r.text[:500]
+        return r.text
 
 
 def parse_json_lines(text: str) -> list[Any]:

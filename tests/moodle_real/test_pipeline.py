@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import time
 from typing import Any
 
-import httpx
 import pytest
 
 from contracts import (
@@ -26,12 +24,15 @@ from contracts import (
     decode,
     decode_event,
 )
-from tests.moodle_real.conftest import PHP, Pipeline, wait_for, ws
+from tests.moodle_real.conftest import PHP, Pipeline, teacher_page, wait_for, ws
 from tests.moodle_real.site import MoodleSite
 
 
-def notifications(moodle: MoodleSite, user_id: int) -> list[dict[str, Any]]:
-    return json.loads(moodle.php(PHP / "admin.php", f"--notifications={user_id}").splitlines()[-1])
+def notifications(
+    moodle: MoodleSite, user_id: int, kind: str = "riskalert"
+) -> list[dict[str, Any]]:
+    rows = json.loads(moodle.php(PHP / "admin.php", f"--notifications={user_id}").splitlines()[-1])
+    return [r for r in rows if r["eventtype"] == kind]
 
 
 def site_events(p: Pipeline) -> list[LmsEvent]:
@@ -117,24 +118,6 @@ def test_alerts_reach_the_teacher_and_the_course_page(
     page = teacher_page(moodle, course, f"/local/riskstream/index.php?id={course['course']}")
     for s in course["students"]:
         assert f"Student{course['students'].index(s) + 1} {course['tag']}" in page
-
-
-def teacher_page(moodle: MoodleSite, course: dict[str, Any], path: str) -> str:
-    with httpx.Client(base_url=moodle.url, follow_redirects=True, timeout=60) as c:
-        login = c.get("/login/index.php").text
-        token = re.search(r'name="logintoken" value="([^"]+)"', login)
-        assert token, "no login token on the login page"
-        c.post(
-            "/login/index.php",
-            data={
-                "username": f"teacher-{course['tag']}",
-                "password": "Pass-word-1",
-                "logintoken": token.group(1),
-            },
-        )
-        r = c.get(path)
-        assert r.status_code == 200, r.text[:500]
-        return r.text
 
 
 def test_only_students_are_scored_and_own_calls_never_become_events(
@@ -248,6 +231,7 @@ def test_teacher_feedback_reaches_the_feedback_topic(
     assert fb.action == "contacted" and fb.course_id == course["course"]
     page = teacher_page(moodle, course, f"/local/riskstream/index.php?id={course['course']}")
     assert 'data-action="contacted"' in page
+    assert 'data-share="1.000"' in page  # 1 of 1 answered alerts marked useful
     # the worker keeps the latest answer per student (what holds back re-alerts)
     key = f"rs:fb:{pipeline.site}:{course['course']}:{student}"
     stored = wait_for(lambda: pipeline.redis.get(key), 30, f"{key} in Redis")

@@ -97,6 +97,9 @@ class alerts {
             get_string('feedback_' . $act, 'local_riskstream')), feedback::ACTIONS));
         $sent = 0;
         foreach ($teachers as $teacher) {
+            if (digest::wants_digest((int)$teacher->id, (int)$record->courseid)) {
+                continue; // In tomorrow's digest instead.
+            }
             $message = new message();
             $message->component = 'local_riskstream';
             $message->name = 'riskalert';

@@ -72,6 +72,23 @@ class feedback {
     }
 
     /**
+     * How teachers judged a course's alerts: alerts answered, and the share not marked
+     * "not useful" (the latest answer per alert counts).
+     *
+     * @param int $courseid
+     * @return array ['alerts' => int, 'answered' => int, 'useful' => int, 'share' => ?float]
+     */
+    public static function usefulness(int $courseid): array {
+        global $DB;
+        $alerts = $DB->count_records(alerts::TABLE, ['courseid' => $courseid]);
+        $latest = self::latest_in_course($courseid);
+        $useful = count(array_filter($latest, fn($f) => $f->action !== 'notuseful'));
+        $answered = count($latest);
+        return ['alerts' => $alerts, 'answered' => $answered, 'useful' => $useful,
+            'share' => $answered ? $useful / $answered : null];
+    }
+
+    /**
      * Link a teacher follows to give an answer (a confirmation page; it posts with sesskey).
      *
      * @param string $alertid

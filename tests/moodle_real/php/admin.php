@@ -7,7 +7,7 @@ require_once($CFG->libdir . '/clilib.php');
 require_once($CFG->libdir . '/enrollib.php');
 
 [$o] = cli_get_params(['assign' => '', 'unassign' => '', 'role' => 'riskstreamconnector', 'unenrol' => 0, 'course' => 0,
-    'notifications' => 0]);
+    'notifications' => 0, 'unsetpref' => '', 'user' => 0]);
 \core\session\manager::set_user(get_admin());
 $system = context_system::instance();
 if ($o['unassign']) {
@@ -27,8 +27,12 @@ if ($o['unenrol']) {
     enrol_get_plugin('manual')->unenrol_user($instance, (int)$o['unenrol']);
     echo json_encode(['unenrolled' => (int)$o['unenrol']]), "\n";
 }
+if ($o['unsetpref']) {
+    unset_user_preference($o['unsetpref'], (int)$o['user']);
+    echo json_encode(['unset' => $o['unsetpref']]), "\n";
+}
 if ($o['notifications']) {
     $rows = $DB->get_records('notifications', ['useridto' => $o['notifications'], 'component' => 'local_riskstream'],
-        'id ASC', 'id, subject, fullmessage, fullmessagehtml, smallmessage, contexturl');
+        'id ASC', 'id, eventtype, subject, fullmessage, fullmessagehtml, smallmessage, contexturl');
     echo json_encode(array_values($rows)), "\n";
 }

@@ -31,7 +31,8 @@ use core_privacy\local\request\writer;
 class provider implements
     \core_privacy\local\metadata\provider,
     \core_privacy\local\request\plugin\provider,
-    \core_privacy\local\request\core_userlist_provider {
+    \core_privacy\local\request\core_userlist_provider,
+    \core_privacy\local\request\user_preference_provider {
 
     /**
      * What is stored and sent.
@@ -62,6 +63,7 @@ class provider implements
             'timecreated' => 'privacy:metadata:riskstream:timecreated',
         ], 'privacy:metadata:riskstream');
         $collection->add_subsystem_link('core_message', [], 'privacy:metadata:core_message');
+        $collection->add_user_preference(\local_riskstream\digest::PREF, 'privacy:metadata:preference:digest');
         return $collection;
     }
 
@@ -192,5 +194,18 @@ class provider implements
         [$insql2, $params2] = $DB->get_in_or_equal($userlist->get_userids(), SQL_PARAMS_NAMED, 'tid');
         $DB->delete_records_select('local_riskstream_feedback',
             "courseid = :courseid AND (userid $insql OR teacherid $insql2)", $params + $params2);
+    }
+
+    /**
+     * Export the teacher's digest choice.
+     *
+     * @param int $userid
+     */
+    public static function export_user_preferences(int $userid): void {
+        $pref = get_user_preferences(\local_riskstream\digest::PREF, null, $userid);
+        if ($pref !== null) {
+            writer::export_user_preference('local_riskstream', \local_riskstream\digest::PREF, $pref,
+                get_string('privacy:metadata:preference:digest', 'local_riskstream'));
+        }
     }
 }
