@@ -311,6 +311,8 @@ def _choose(
     for i in (int(i) for i in order if weights[i] >= min_weight):
         if len(chosen) == top_k:
             break
+        if direction(texts[i]) > 0:
+            continue  # "more than typical" never reads as a reason for higher risk
         if _type_silence(groups[i], texts[i]) and any(
             _all_silent(groups[j], texts[j]) for j in chosen
         ):
@@ -318,12 +320,28 @@ def _choose(
         if _all_silent(groups[i], texts[i]):
             chosen = [j for j in chosen if not _type_silence(groups[j], texts[j])]
         chosen.append(i)
-    if not chosen:
-        chosen = [int(np.argmax(np.abs(weights)))]
+    if not chosen:  # nothing raises the risk in words that point that way: say nothing
+        return []
     return [
         Contribution(feature=groups[i].name, weight=float(weights[i]), text=texts[i])
         for i in chosen
     ]
+
+
+def direction(text: str) -> int:
+    """+1 when the words describe more or better than typical (which can never be a
+    reason for higher risk), -1 for less or worse, 0 when neutral."""
+    if " up " in f" {text} " or " times " in f" {text} ":
+        return 1
+    if text.startswith("average mark "):
+        try:
+            mark = float(text.split()[2].rstrip("%"))
+        except (IndexError, ValueError):
+            return 0
+        return 1 if mark >= 60 else -1
+    if text.startswith("no ") or " down " in f" {text} ":
+        return -1
+    return 0
 
 
 def _all_silent(group: FeatureGroup, text: str) -> bool:

@@ -29,6 +29,7 @@ from contracts import (
     Deadline,
     LmsEvent,
     StudentProfile,
+    enrolment_event,
 )
 
 SITE = "oulad"
@@ -94,6 +95,29 @@ class Course:
         return f"{self.module}-{self.presentation}"
 
 
+#: what the adapter reads from each OULAD table
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "courses": ("code_module", "code_presentation", "module_presentation_length"),
+    "assessments": (
+        "code_module", "code_presentation", "id_assessment", "assessment_type", "date", "weight",
+    ),
+    "vle": ("id_site", "activity_type"),
+    "studentInfo": (
+        "code_module", "code_presentation", "id_student", "gender", "region",
+        "highest_education", "imd_band", "age_band", "num_of_prev_attempts", "studied_credits",
+        "disability", "final_result",
+    ),
+    "studentRegistration": (
+        "code_module", "code_presentation", "id_student", "date_registration",
+        "date_unregistration",
+    ),
+    "studentAssessment": ("id_assessment", "id_student", "date_submitted", "is_banked", "score"),
+    "studentVle": (
+        "code_module", "code_presentation", "id_student", "id_site", "date", "sum_click",
+    ),
+}
+
+
 class Oulad:
     """Lazy reader of the OULAD Parquet folder."""
 
@@ -104,6 +128,43 @@ class Oulad:
                 f"no OULAD Parquet files in {self.data_dir}; set RISKSTREAM_DATA_DIR to the "
                 "folder holding studentInfo.parquet, studentVle.parquet, ..."
             )
+        self.check()
+
+    def check(self) -> None:
+        """Every table and column the adapter reads is there; else one error naming them."""
+        import pyarrow.parquet as pq
+
+        problems = []
+        for table, cols in REQUIRED_COLUMNS.items():
+            path = self.data_dir / f"{table}.parquet"
+            if not path.is_file():
+                problems.append(f"table {table}.parquet is missing")
+                continue
+            have = set(pq.read_schema(path).names)
+            missing = [c for c in cols if c not in have]
+            if missing:
+                problems.append(f"{table}.parquet lacks column(s) {', '.join(missing)}")
+        if problems:
+            raise FileNotFoundError(
+                f"{self.data_dir} is not an OULAD-shaped folder: " + "; ".join(problems)
+                + " (see the OULAD schema in shared/datasets/oulad/README.md)"
+            )
+
+    def content_hash(self) -> str:
+        """sha256 over the tables' bytes (memoised): caches keyed by it never serve the
+        tensors of another folder or of changed data."""
+        if self._hash is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            for table in sorted(REQUIRED_COLUMNS):
+                with (self.data_dir / f"{table}.parquet").open("rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            self._hash = h.hexdigest()[:16]
+        return self._hash
+
+    _hash: str | None = None
 
     def _read(self, name: str, **kw: object) -> pd.DataFrame:
         return pd.read_parquet(self.data_dir / f"{name}.parquet", **kw)  # type: ignore[arg-type]
@@ -235,8 +296,14 @@ class Oulad:
         module: str | None = None,
         presentation: str | None = None,
         users: set[int] | None = None,
+        enrolments: bool = False,
     ) -> pd.DataFrame:
         """All events as one table (EVENT_COLUMNS), sorted in time order.
+
+        ``enrolments`` adds one row per registration (``kind`` 1, first second of the
+        registration day) and unregistration (``kind`` 2, last second of its day), which the
+        replayer turns into Moodle's enrolment records: every registered student then has a
+        state, including those who never click. Training never reads them.
 
         ``day`` is the raw OULAD day (negative before the start); ``second`` the deterministic
         second within that day. ``grade`` is NaN for click rows; ``submitted`` marks
@@ -305,19 +372,55 @@ class Oulad:
             }
         )
         df = pd.concat([clicks, subs], ignore_index=True)
+        df["kind"] = np.zeros(len(df), dtype=np.int64)
         # submissions come after the day's clicks; rows spread over the day in a fixed order
         df = df.sort_values(
             ["course_id", "day", "submitted", "user_id", "cmid"], kind="stable"
         ).reset_index(drop=True)
         rank = df.groupby(["course_id", "day"]).cumcount().to_numpy()
         size = df.groupby(["course_id", "day"])["user_id"].transform("size").to_numpy()
-        df["second"] = (rank * 86400) // np.maximum(size, 1)
+        # activity within (0, 86399): an enrolment is the day's first second, an end its last
+        df["second"] = 1 + (rank * 86398) // np.maximum(size, 1)
+        if enrolments:
+            df = pd.concat([df, self._enrolment_rows(ids, users)], ignore_index=True)
         starts = {c.course_id: presentation_start(c.presentation).timestamp() for c in self.courses}
         df["ts"] = df["course_id"].map(starts) + df["day"] * 86400 + df["second"]
-        df = df.sort_values(["ts", "course_id", "user_id", "cmid"], kind="stable")
+        df = df.sort_values(["ts", "course_id", "user_id", "kind", "cmid"], kind="stable")
         df = df.reset_index(drop=True)
         df["event_id"] = np.arange(1, len(df) + 1, dtype=np.int64)
         return df
+
+    def _enrolment_rows(self, course_ids: list[int], users: set[int] | None) -> pd.DataFrame:
+        """Registration and unregistration rows (``kind`` 1 and 2) for ``event_table``.
+        A missing registration day counts as the course start."""
+        enrol = self.enrolments
+        enrol = enrol[enrol["course_id"].isin(course_ids)]
+        if users is not None:
+            enrol = enrol[enrol["user_id"].isin(list(users))]
+        reg = enrol["registration_day"].fillna(0.0).to_numpy(np.float64).astype(np.int64)
+        gone = enrol[enrol["withdraw_day"].notna()]
+
+        def rows(part: pd.DataFrame, day: np.ndarray, kind: int, second: int) -> pd.DataFrame:
+            k = len(part)
+            return pd.DataFrame(
+                {
+                    "course_id": part["course_id"].to_numpy(np.int64),
+                    "user_id": part["user_id"].to_numpy(np.int64),
+                    "day": day,
+                    "activity": np.full(k, _OTHER_IDX, dtype=np.int64),
+                    "count": np.ones(k, dtype=np.int64),
+                    "cmid": np.zeros(k, dtype=np.int64),
+                    "submitted": np.zeros(k, dtype=bool),
+                    "grade": np.full(k, np.nan),
+                    "kind": np.full(k, kind, dtype=np.int64),
+                    "second": np.full(k, second, dtype=np.int64),
+                }
+            )
+
+        wd = gone["withdraw_day"].to_numpy(np.float64).astype(np.int64)
+        return pd.concat(
+            [rows(enrol, reg, 1, 0), rows(gone, wd, 2, 86399)], ignore_index=True
+        )
 
     def iter_events(
         self,
@@ -340,6 +443,16 @@ def row_to_event(r: object) -> LmsEvent:
     """One event-table row (namedtuple from ``event_table``) -> LmsEvent."""
     act = ACTIVITY_TYPES[int(r.activity)]  # type: ignore[attr-defined]
     time = datetime.fromtimestamp(float(r.ts), tz=UTC)  # type: ignore[attr-defined]
+    kind = int(getattr(r, "kind", 0))
+    if kind:
+        return enrolment_event(
+            SITE,
+            int(r.course_id),  # type: ignore[attr-defined]
+            int(r.user_id),  # type: ignore[attr-defined]
+            time,
+            event_id=int(r.event_id),  # type: ignore[attr-defined]
+            ended=kind == 2,
+        )
     common = {
         "site": SITE,
         "event_id": int(r.event_id),  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ Layout under ``root``::
 
     v0001/  model.pt (state_dict)  model.json (kind + constructor config)
             spec.json (feature spec + its hash)  thresholds.json  metrics.json
+            calibration.json (optional: risk calibration per day band, models/calibration.py)
             data.json (training data summary)  meta.json (version, created, parent)
     current            text file holding the version in service, e.g. "v0002"
 
@@ -24,10 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from contracts import RiskLevel
+from models.calibration import DayBandCalibrator
 from models.device import resolve_device
 from models.features import FeatureSpec, Featurizer
 
@@ -44,20 +47,37 @@ class SpecMismatchError(RegistryError):
 
 @dataclass
 class Thresholds:
-    """Alert policy: alert at ``medium``/``high``; re-arm once risk falls below ``rearm``;
-    no alert before ``min_days`` of course data; at most one alert per ``cooldown_days``."""
+    """The alert policy's parameters (see ``stream_app/alerting.py``).
+
+    ``high`` is the one level a teacher is meant to act on: an alert is raised when the
+    student's calibrated risk has stayed at or above it for ``persist_days`` course days in
+    a row. ``medium`` is "watch": shown on the at-risk list, never sent as an alert.
+    ``rearm``: after an alert the student is re-armed once risk falls below it;
+    ``cooldown_days`` between two alerts of one student; no alert before course day
+    ``min_days`` (counted from the course start, or from a later enrolment); at most
+    ``day_cap`` of a course newly alerted on one day and ``week_cap`` in seven days.
+    """
 
     medium: float = 0.5
     high: float = 0.7
     rearm: float = 0.4
     min_days: int = 7
     cooldown_days: int = 7
+    persist_days: int = 3
+    day_cap: float = 0.05
+    week_cap: float = 0.10
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rearm <= self.medium <= self.high <= 1.0:
             raise ValueError(
                 f"thresholds need 0 <= rearm <= medium <= high <= 1, got rearm={self.rearm} "
                 f"medium={self.medium} high={self.high}"
+            )
+        if self.persist_days < 1 or not 0.0 < self.day_cap <= self.week_cap <= 1.0:
+            raise ValueError(
+                f"policy needs persist_days >= 1 and 0 < day_cap <= week_cap <= 1, got "
+                f"persist_days={self.persist_days} day_cap={self.day_cap} "
+                f"week_cap={self.week_cap}"
             )
 
     def level(self, risk: float) -> RiskLevel:
@@ -72,12 +92,16 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        base = cls()
         return cls(
             medium=float(data["medium"]),
             high=float(data["high"]),
             rearm=float(data["rearm"]),
             min_days=int(data["min_days"]),
             cooldown_days=int(data["cooldown_days"]),
+            persist_days=int(data.get("persist_days", base.persist_days)),
+            day_cap=float(data.get("day_cap", base.day_cap)),
+            week_cap=float(data.get("week_cap", base.week_cap)),
         )
 
 
@@ -93,6 +117,11 @@ class LoadedModel:
     kind: str = "lstm"
     data_summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    calibrator: DayBandCalibrator = field(default_factory=DayBandCalibrator)
+
+    def calibrate(self, risk: np.ndarray | float, day: np.ndarray | int) -> np.ndarray:
+        """The risk teachers see: the model's risk through the version's calibration."""
+        return self.calibrator.apply(risk, day)
 
 
 def model_class(kind: str) -> type[nn.Module]:
@@ -224,6 +253,9 @@ class Registry:
             kind=kind,
             data_summary=_read_json(d / "data.json"),
             meta=_read_json(d / "meta.json"),
+            calibrator=DayBandCalibrator.from_dict(
+                _read_json(d / "calibration.json") if (d / "calibration.json").is_file() else None
+            ),
         )
 
     # -- writing ----------------------------------------------------------------------
@@ -238,6 +270,7 @@ class Registry:
         make_current: bool = True,
         parent: str | None = None,
         notes: str = "",
+        calibration: DayBandCalibrator | None = None,
     ) -> str:
         """Write a new version directory atomically; returns its name ("v0001", ...)."""
         kind = getattr(model, "kind", None)
@@ -254,6 +287,8 @@ class Registry:
             _write_json(tmp / "thresholds.json", thresholds.to_dict())
             _write_json(tmp / "metrics.json", metrics)
             _write_json(tmp / "data.json", data_summary)
+            if calibration is not None and not calibration.identity:
+                _write_json(tmp / "calibration.json", calibration.to_dict())
             version = self._place(
                 tmp,
                 {
@@ -271,10 +306,14 @@ class Registry:
             self.set_current(version)
         return version
 
-    def import_version(self, src: Path, make_current: bool = True) -> str:
+    def import_version(
+        self, src: Path, make_current: bool = True, replace_json: dict[str, Any] | None = None
+    ) -> str:
         """Copy a version directory from elsewhere (e.g. a shipped model) in as the next version.
 
         Its meta keeps where it came from; loading still checks its feature spec.
+        ``replace_json`` writes these JSON files over the copied ones (e.g. a new
+        ``thresholds.json`` and ``calibration.json`` for the same weights).
         """
         src = Path(src)
         for name in ("model.pt", "model.json", "spec.json", "thresholds.json"):
@@ -286,6 +325,8 @@ class Registry:
             for f in src.iterdir():
                 if f.is_file() and f.suffix in (".pt", ".json"):
                     shutil.copy2(f, tmp / f.name)
+            for name, doc in (replace_json or {}).items():
+                _write_json(tmp / name, doc)
             meta = _read_json(tmp / "meta.json") if (tmp / "meta.json").is_file() else {}
             meta["imported_from"] = str(src)
             meta.pop("version", None)

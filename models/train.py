@@ -114,9 +114,15 @@ def auto_threads() -> int:
 
 
 # -- data ------------------------------------------------------------------------------
-def _cache_key(cfg: TrainConfig, presentations: tuple[str, ...], max_students: int | None) -> str:
+def _cache_key(
+    cfg: TrainConfig,
+    presentations: tuple[str, ...],
+    max_students: int | None,
+    data_hash: str = "",
+) -> str:
     raw = json.dumps(
-        [cfg.spec.hash(), presentations, cfg.module, max_students, cfg.seed], default=str
+        [cfg.spec.hash(), presentations, cfg.module, max_students, cfg.seed, data_hash],
+        default=str,
     )
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -127,7 +133,8 @@ def load_tensors(
     """Day tensors through the featurizer's table door, cached as .npz when a cache dir is set."""
     path = None
     if cfg.cache_dir is not None:
-        path = Path(cfg.cache_dir) / f"days-{_cache_key(cfg, presentations, max_students)}.npz"
+        key = _cache_key(cfg, presentations, max_students, oulad.content_hash())
+        path = Path(cfg.cache_dir) / f"days-{key}.npz"
         if path.is_file():
             return DayTensors.load(path)
     t = build_day_tensors(
@@ -363,7 +370,12 @@ def fit(
     lr: float,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Train in place; leaves the best-holdout weights in ``model``. Returns the history."""
+    """Train in place; leaves the best-holdout weights in ``model``. Returns the history.
+
+    With an empty ``holdout`` there is nothing to stop on: it trains exactly ``cfg.epochs``
+    epochs and keeps the last averaged weights (the final model, fitted on every
+    presentation, uses the epoch count the temporal splits chose).
+    """
     say = progress or (lambda _m, _i: None)
     tg = targets(train)
     mask = tg["mask"]
@@ -412,8 +424,10 @@ def fit(
             total += float(loss.detach())
             say("batch", {"epoch": epoch, "batch": bi + 1, "loss": float(loss.detach())})
         sched.step()
-        hm = cutoff_metrics(holdout, predict_days(avg, holdout, device))
-        score = hm["mean_roc_auc"]
+        if len(holdout):
+            score = cutoff_metrics(holdout, predict_days(avg, holdout, device))["mean_roc_auc"]
+        else:
+            score = float(epoch)  # no holdout: every epoch is "better", the last one is kept
         row = {
             "epoch": epoch,
             "loss": total / max(len(batches), 1),
@@ -626,13 +640,16 @@ def train(
     oulad = Oulad(data_dir)
     say("message", {"text": f"building day tensors ({', '.join(cfg.train_presentations)})"})
     full_train = load_tensors(oulad, cfg, cfg.train_presentations, cfg.max_students)
-    valid = load_tensors(
-        oulad,
-        cfg,
-        cfg.valid_presentations,
-        None if cfg.max_students is None else max(200, cfg.max_students // 3),
-    )
     full_train = full_train.subset(np.flatnonzero(full_train.last_day >= 0))
+    if cfg.valid_presentations:
+        valid = load_tensors(
+            oulad,
+            cfg,
+            cfg.valid_presentations,
+            None if cfg.max_students is None else max(200, cfg.max_students // 3),
+        )
+    else:  # fitted on everything: nothing left to validate on (the splits did that)
+        valid = full_train.subset(np.zeros(0, dtype=np.int64))
     say(
         "message",
         {
@@ -642,6 +659,8 @@ def train(
     )
     if cfg.folds > 1:
         splits = _fold_splits(full_train, cfg.folds, cfg.seed)
+    elif cfg.holdout <= 0:
+        splits = [(np.arange(len(full_train)), np.zeros(0, dtype=np.int64))]
     else:
         splits = [_split_holdout(full_train, cfg.holdout, cfg.seed)]
     runs = []

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from riskstream import (
+    cli_alerts_eval,
     cli_api,
     cli_connector,
     cli_evaluate,
@@ -159,7 +160,9 @@ app.add_typer(cli_connector.connector_app, name="connector")
 app.add_typer(cli_api.api_app, name="api")
 app.add_typer(cli_model.model_app, name="model")
 app.command("train")(cli_train.train)
+app.command("calibrate")(cli_train.calibrate)
 app.command("evaluate")(cli_evaluate.evaluate)
+app.command("evaluate-alerts")(cli_alerts_eval.evaluate_alerts_command)
 app.command("replay")(cli_replay.replay_command)
 app.command("demo")(demo.demo_command)
 app.command("topics")(cli_ops.topics_command)

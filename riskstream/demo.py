@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import redis
 import redis.asyncio as aredis
 import typer
@@ -226,6 +227,7 @@ class Summary:
     wall_s: float
     interrupted: bool
     report_dir: str
+    teacher: dict[str, Any] = field(default_factory=dict)  # riskstream.alert_metrics, D = 56
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -572,6 +574,25 @@ class Demo:
         expected: Expected = live["expected"]
         users = set(expected.ids)
         scored = score_alerts(self.alerts, o.outcomes(), lengths, users)
+        from riskstream.alert_eval import outcomes_table
+        from riskstream.alert_metrics import teacher_view
+
+        oc = outcomes_table(o, sorted({c for c, _ in users}), {u for _, u in users})
+        oc = oc[[(c, u) in users for c, u in zip(oc["course_id"], oc["user_id"], strict=True)]]
+        frame = pd.DataFrame(
+            [(a.course_id, a.user_id, a.day) for a in self.alerts],
+            columns=["course_id", "user_id", "day"],
+        )
+        view = teacher_view(frame, oc)
+        d56 = view["per_cutoff"]["56"]
+        teacher = {
+            "share_alerted_by_56": d56["share_alerted"],
+            "precision_by_56": d56["precision"],
+            "recall_by_56": d56["recall"],
+            "median_lead_by_56": d56["median_lead_days"],
+            "worst_day_share": view["volume"]["worst_day_share"],
+            "worst_week_share": view["volume"]["worst_week_share"],
+        }
         rep = live.get("replay")
         first = live.get("first_applied")
         t_replay = live.get("t_replay")
@@ -592,6 +613,7 @@ class Demo:
             wall_s=round(wall, 1),
             interrupted=bool(live.get("interrupted")),
             report_dir=str(self.cfg.report_dir),
+            teacher=teacher,
             **scored,
         )
         self._write_report(summary)
@@ -621,7 +643,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     )
     t.add_row(
         "students",
-        f"{summary.students} with activity ({summary.at_risk_students} ended Fail/Withdrawn)",
+        f"{summary.students} enrolled ({summary.at_risk_students} ended Fail/Withdrawn)",
     )
     t.add_row("alerts raised", f"{summary.alerts} for {summary.alerted_students} students")
     t.add_row(
@@ -634,6 +656,18 @@ def print_summary(summary: Summary, console: Console) -> None:
         f"{summary.high_alerted_students} students, precision {pct(summary.high_precision)}",
     )
     t.add_row("recall", f"{pct(summary.recall)} of the students who failed or withdrew")
+    tv = summary.teacher
+    if tv:
+        t.add_row(
+            "by course day 56",
+            f"{pct(tv['share_alerted_by_56'])} of the students still registered alerted, "
+            f"precision {pct(tv['precision_by_56'])}, recall {pct(tv['recall_by_56'])}",
+        )
+        t.add_row(
+            "biggest wave",
+            f"{pct(tv['worst_day_share'])} of a course newly alerted in one day, "
+            f"{pct(tv['worst_week_share'])} in one week",
+        )
     early = summary.median_days_early
     t.add_row(
         "how early",

@@ -514,7 +514,7 @@ def _from_models_oulad(
         firsts = enrol.sort_values("user_id").groupby("course_id").head(max_students)
         users = {int(u) for u in firsts["user_id"]}
         enrol = enrol[enrol["user_id"].isin(users)]
-    table = o.event_table(module, presentation, users)
+    table = o.event_table(module, presentation, users, enrolments=True)
     rewrite = site != oulad.SITE
 
     def events() -> Iterator[LmsEvent]:

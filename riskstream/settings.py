@@ -80,7 +80,11 @@ class Settings(BaseSettings):
     stream_group: str = Field(default="riskstream-worker", description="Consumer group id")
     stream_events_topic: str = Field(default="riskstream.events", description="Topic consumed")
     stream_session_timeout_ms: int = Field(default=10_000, ge=1000)
-    stream_sweep: bool = Field(default=False, description="Advance idle students daily (opt-in)")
+    stream_sweep: bool = Field(
+        default=True,
+        description="Advance idle students daily: students who never click are scored, and "
+        "the alert policy decides on closed days",
+    )
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
     log_level: str = "INFO"
     log_json: bool = False

@@ -1,12 +1,31 @@
-"""Alert policy as pure functions: levels, hysteresis, minimum evidence, cooldown, escalation.
+"""Alert policy as pure functions: what a teacher receives, and when.
 
-Kept free of I/O so the policy is property-tested on its own (tests/stream_app/test_alerting.py)
-and a replay of the same risk sequence always makes the same decisions.
+One alert level reaches teachers: *act on* (``high``). It is decided once per course day,
+on the end-of-day risk (calibrated), never on one event's provisional risk:
+
+1. **persistence**: the risk must have stayed at or above ``high`` for ``persist_days``
+   course days in a row (the minimum of the last days' end-of-day risks), so one day's
+   spike never alerts;
+2. **evidence**: not before course day ``min_days``, counted from the course start or from
+   a later enrolment (not from the student's first click: a student who never clicks is
+   the clearest case of all);
+3. **one alert per episode**: raising disarms the student; they are re-armed once the risk
+   falls below ``rearm``, and a new alert needs ``cooldown_days`` since the last one;
+4. **capacity**: a course gets at most ``day_cap`` of its students newly alerted on one
+   day and ``week_cap`` in seven days, highest risk first (``admit``); a student over the
+   capacity stays a candidate and is admitted on a later day if the risk holds. No wave
+   on the first allowed day, no morning with half a class in a teacher's inbox.
+
+``medium`` is *watch*: the student's level on the at-risk list and in the risk scores,
+never an alert message. Kept free of I/O so the policy is property-tested on its own
+(tests/stream_app/test_alerting.py) and a replay of the same risks makes the same decisions.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +40,9 @@ class ThresholdsLike(Protocol):
     rearm: float
     min_days: int
     cooldown_days: int
+    persist_days: int
+    day_cap: float
+    week_cap: float
 
 
 @dataclass(frozen=True)
@@ -29,40 +51,45 @@ class AlertState:
 
     ``armed``: a new alert may be raised (set again once risk falls below ``rearm``).
     ``last_day``: course day of the last alert (cooldown counts from it).
-    ``level``: level of the last alert (a medium alert may escalate once to high).
+    ``level``: level of the last alert.
+    ``left``: course day the student's enrolment ended (unenrolled: never alerted again).
     """
 
     armed: bool = True
     last_day: int | None = None
     level: str | None = None
+    left: int | None = None
 
     def to_json(self) -> str:
         # hot path (once per student per batch): formatted by hand, parsed by from_json
         last = "null" if self.last_day is None else str(int(self.last_day))
         level = "null" if self.level is None else json.dumps(self.level)
         armed = "true" if self.armed else "false"
-        return f'{{"armed": {armed}, "last_day": {last}, "level": {level}}}'
+        tail = "" if self.left is None else f', "left": {int(self.left)}'
+        return f'{{"armed": {armed}, "last_day": {last}, "level": {level}{tail}}}'
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> AlertState:
         if not raw:
             return cls()
         data = json.loads(raw)
+        left = data.get("left")
         return cls(
             armed=bool(data.get("armed", True)),
             last_day=data.get("last_day"),
             level=data.get("level"),
+            left=None if left is None else int(left),
         )
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do after one risk observation."""
+    """What one end-of-day observation means for a student."""
 
     state: AlertState
     level: RiskLevel  # level of the current risk (also stored as the student's level)
-    raise_level: RiskLevel | None  # set when an alert must be raised now
-    threshold: float  # the threshold that was crossed (0.0 when none)
+    candidate: bool  # may be alerted today, capacity permitting (``admit``)
+    held: float  # the risk held over the persistence window (what candidates rank by)
 
 
 def level_of(risk: float, th: ThresholdsLike) -> RiskLevel:
@@ -73,36 +100,63 @@ def level_of(risk: float, th: ThresholdsLike) -> RiskLevel:
     return RiskLevel.LOW
 
 
-def threshold_of(level: RiskLevel, th: ThresholdsLike) -> float:
-    return th.high if level is RiskLevel.HIGH else th.medium
+def held_risk(recent: Sequence[float], persist_days: int) -> float:
+    """The risk held over the last ``persist_days`` end-of-day risks (their minimum); 0
+    while fewer days are known, so a student needs that many days of evidence."""
+    if len(recent) < persist_days:
+        return 0.0
+    return float(min(recent[-persist_days:]))
 
 
 def decide(
-    state: AlertState, risk: float, day: int, evidence_days: int, th: ThresholdsLike
+    state: AlertState,
+    recent: Sequence[float],
+    day: int,
+    evidence_days: int,
+    th: ThresholdsLike,
 ) -> Decision:
-    """One observation of a student's risk on course ``day``.
+    """One end-of-day observation: ``recent`` = end-of-day risks up to ``day``, oldest first.
 
-    Rules (in order):
-    1. Below ``rearm`` the student is re-armed (hysteresis: a risk hovering around the
-       threshold does not flap).
-    2. No alert before ``min_days`` days of evidence (a student's first days say little).
-    3. An armed student at medium or high raises an alert at that level, unless the last
-       alert is fewer than ``cooldown_days`` days ago; raising disarms.
-    4. A disarmed student whose last alert was medium and whose risk reaches high raises one
-       escalation alert (no cooldown: teachers must hear about a worsening student).
+    Rules: re-arm below ``rearm``; a candidate must be armed, on a course day at or after
+    ``min_days`` with ``evidence_days`` >= ``min_days`` (days since enrolment or start),
+    ``cooldown_days`` after the last alert, enrolled, and hold ``high`` for
+    ``persist_days`` days.
     """
+    risk = float(recent[-1]) if len(recent) else 0.0
     level = level_of(risk, th)
+    held = held_risk(recent, th.persist_days)
     if not state.armed and risk < th.rearm:
-        state = AlertState(armed=True, last_day=state.last_day, level=state.level)
-    if level is RiskLevel.LOW or evidence_days < th.min_days:
-        return Decision(state, level, None, 0.0)
-    if state.armed:
-        cooled = state.last_day is None or day - state.last_day >= th.cooldown_days
-        if not cooled:
-            return Decision(state, level, None, 0.0)
-        new = AlertState(armed=False, last_day=day, level=level.value)
-        return Decision(new, level, level, threshold_of(level, th))
-    if level is RiskLevel.HIGH and state.level == RiskLevel.MEDIUM.value:
-        new = AlertState(armed=False, last_day=day, level=level.value)
-        return Decision(new, level, level, threshold_of(level, th))
-    return Decision(state, level, None, 0.0)
+        state = AlertState(True, state.last_day, state.level, state.left)
+    if state.left is not None or not state.armed:
+        return Decision(state, level, False, held)
+    if day < th.min_days or evidence_days < th.min_days or held < th.high:
+        return Decision(state, level, False, held)
+    if state.last_day is not None and day - state.last_day < th.cooldown_days:
+        return Decision(state, level, False, held)
+    return Decision(state, level, True, held)
+
+
+def raised(state: AlertState, day: int) -> AlertState:
+    """The alert state after an act-on alert on ``day`` (disarmed until risk falls)."""
+    return AlertState(False, day, RiskLevel.HIGH.value, state.left)
+
+
+def capacity(
+    enrolled: int, per_day: dict[int, int], day: int, th: ThresholdsLike
+) -> int:
+    """New alerts a course may still get on ``day``: at most ``day_cap`` of ``enrolled``
+    that day and ``week_cap`` over the seven days ending that day (at least one a day, so a
+    small course is not silenced)."""
+    day_max = max(1, math.floor(th.day_cap * enrolled))
+    week_max = max(1, math.floor(th.week_cap * enrolled))
+    week = sum(n for d, n in per_day.items() if day - 7 < d <= day)
+    return max(0, min(day_max - per_day.get(day, 0), week_max - week))
+
+
+def admit(candidates: list[tuple[float, int]], room: int) -> list[int]:
+    """Which candidates (held risk, index) are alerted: the highest held risk first, ties by
+    index (deterministic, so a replay admits the same students)."""
+    if room <= 0:
+        return []
+    ranked = sorted(candidates, key=lambda c: (-c[0], c[1]))
+    return [i for _, i in ranked[:room]]

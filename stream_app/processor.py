@@ -41,13 +41,16 @@ from contracts import (
     CourseCalendar,
     LmsEvent,
     RiskAlert,
+    RiskLevel,
     StudentProfile,
     alert_id,
     decode,
     decode_event,
     encode,
+    is_enrolment,
 )
-from stream_app.alerting import decide
+from contracts.events import UNENROLMENT_EVENTNAME
+from stream_app.alerting import AlertState, admit, capacity, decide, raised
 from stream_app.deadletter import dead_letter
 from stream_app.inference import InferenceEngine, StepPlan, StepResult, state_shapes
 from stream_app.metrics import Metrics
@@ -62,6 +65,7 @@ from stream_app.state import (
     encode_state,
     ensure_calendars,
     read_batch,
+    read_caps,
     write_batch,
 )
 
@@ -136,6 +140,8 @@ class _Student:
     prepared: bool = False
     rewarm: int = 0  # window rows replayed through a new model before the new commits
     commit_req: list[int] = field(default_factory=list)  # indices into commit requests
+    commit_days: list[int] = field(default_factory=list)  # course day of each commit request
+    left: bool = False  # an unenrolment was applied this batch
     # alert-policy observations in order: (_EVENT, applied index, day, event id) or
     # (_COMMIT, seq index, day, last applied id) for a committed day without events
     obs: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -355,16 +361,19 @@ class Processor:
                         out.append(dead_letter(rec, "stream.day", reason))
                         self.metrics.dead_letters.labels("stream.day").inc()
                         continue
+                enrol = ev is not None and is_enrolment(ev)
                 if not s.prepared:  # first change this batch: (re)initialise if needed
-                    steps = self._prepare(s, handle, day)
+                    steps = self._prepare(s, handle, day, enrolled=enrol)
                     s.prepared = True
                 assert st.day is not None and st.acc is not None
                 if day > st.day:
                     for d in range(st.day, day):
                         acc = st.acc if d == st.day else fz.empty_accumulator()
-                        if not acc.any():  # a day without events: its end-of-day risk is
-                            s.obs.append((_COMMIT, steps + d - st.day, d, st.last_id))  # news
+                        # every closed day is an observation: the policy decides on
+                        # end-of-day risks only (one event's spike never alerts)
+                        s.obs.append((_COMMIT, steps + d - st.day, d, st.last_id))
                         s.commit_req.append(len(commit_acc))
+                        s.commit_days.append(d)
                         commit_acc.append(acc)
                         commit_day.append(d)
                         commit_course.append((key.site, key.course))
@@ -376,7 +385,10 @@ class Processor:
                 if ev is None or rec is None:
                     continue
                 try:
-                    fz.fold(st.acc, ev)
+                    if enrol:  # roster facts: create or end the enrolment, count no click
+                        self._enrolment(s, ev, day)
+                    else:
+                        fz.fold(st.acc, ev)
                 except (ValueError, TypeError, KeyError) as exc:
                     out.append(dead_letter(rec, "stream.featurize", exc))
                     self.metrics.dead_letters.labels("stream.featurize").inc()
@@ -411,11 +423,15 @@ class Processor:
             res: StepResult = await self.engine.run(handle.loaded.model, handle.loaded.device, plan)
             rep.inference_s += time.perf_counter() - ti
             self.metrics.inference_seconds.observe(time.perf_counter() - ti)
+<<<<<<< HEAD
             alerts = self._apply(active, res, commit_vec, applied, handle, now, write, out)
             gate = self.feedback_gate
             if alerts and gate is not None:
                 raised = alerts
                 alerts = await self._retry("redis.feedback", lambda: gate(raised))
+=======
+            alerts = await self._apply(active, res, commit_vec, applied, handle, now, write, out)
+>>>>>>> main
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, active, handle)
             for al in alerts:
@@ -507,10 +523,24 @@ class Processor:
     def _decode(self, raw: dict[bytes, bytes], handle: ModelHandle) -> StudentState:
         return decode_state(raw, handle.n_day)
 
-    def _prepare(self, s: _Student, handle: ModelHandle, day: int) -> int:
+    @staticmethod
+    def _enrolment(s: _Student, ev: LmsEvent, day: int) -> None:
+        """An enrolment record: a new student already has their state (``_prepare``); a
+        returning one is enrolled again. An unenrolment ends alerting for the student."""
+        a = s.st.alert
+        if ev.eventname == UNENROLMENT_EVENTNAME:
+            s.st.alert = AlertState(a.armed, a.last_day, a.level, day)
+            s.left = True
+        elif a.left is not None:
+            s.st.alert = AlertState(a.armed, a.last_day, a.level, None)
+            s.left = False
+
+    def _prepare(self, s: _Student, handle: ModelHandle, day: int, enrolled: bool = False) -> int:
         """Before a student's first applied event of the batch: start a new student, or
         re-warm one whose state was made by another model version. Returns the number of
-        re-warm steps queued (they run before this batch's commits)."""
+        re-warm steps queued (they run before this batch's commits). ``d0``, from which the
+        policy counts days of evidence, is the enrolment day when an enrolment record
+        created the student, else the course start (never the first click)."""
         st = s.st
         fz = handle.featurizer
         n_acc = len(fz.empty_accumulator())
@@ -519,7 +549,7 @@ class Processor:
         if st.is_new:
             s.init = True
             st.day = min(self.first_day, day)
-            st.d0 = day
+            st.d0 = day if enrolled else 0
             st.acc = fz.empty_accumulator()
             st.win = np.zeros((0, handle.n_day), dtype=np.float32)
             return 0
@@ -604,7 +634,7 @@ class Processor:
         )
         return plan, row_of_student
 
-    def _apply(
+    async def _apply(
         self,
         active: list[_Student],
         res: StepResult,
@@ -615,74 +645,159 @@ class Processor:
         write: BatchWrite,
         out: list[OutRecord],
     ) -> list[RiskAlert]:
-        th = handle.loaded.thresholds
-        alerts: list[RiskAlert] = []
+        """Model outputs -> calibrated risks, trajectories, the alert policy, writes.
+
+        The policy runs day by day across the whole batch (``_policy``), so students of one
+        course compete for that day's capacity by risk, in the same order on a replay."""
+        loaded = handle.loaded
+        th = loaded.thresholds
         created = datetime.fromtimestamp(now, UTC)
-        ev_risk = np.clip(res.ev_risk, 0.0, 1.0).tolist()
+        ev_days = np.asarray([a.day for a in applied], dtype=np.int64)
+        ev_risk = np.clip(loaded.calibrate(res.ev_risk, ev_days), 0.0, 1.0).tolist()
         version_json = json.dumps(handle.version)
         created_json = json.dumps(created.isoformat().replace("+00:00", "Z"))
+        alert_before = {}
+        traj_base: list[int] = []
+        day_risks: list[list[float]] = []
         for r, s in enumerate(active):
             st = s.st
-            alert_before = st.alert
+            alert_before[r] = st.alert
             for k in handle.shapes:
                 st.model_state[k] = res.states[k][r].reshape(-1).copy()
-            seq_risk = res.seq_risk[r]
-            risks = seq_risk[s.rewarm :]
-            if len(risks):
-                st.traj = np.concatenate([st.traj, risks.astype(np.float16)])
+            seq = res.seq_risk[r][s.rewarm :]
+            cal = (
+                np.clip(loaded.calibrate(seq, np.asarray(s.commit_days)), 0.0, 1.0)
+                if len(seq)
+                else np.zeros(0, np.float32)
+            )
+            traj_base.append(len(st.traj))
+            day_risks.append(cal.tolist())
+            if len(cal):
+                st.traj = np.concatenate([st.traj, cal.astype(np.float16)])
             if s.commit_req:
                 assert st.win is not None
                 st.win = np.concatenate([st.win, commit_vec[s.commit_req]])[-self.window_days :]
+        alerts = await self._policy(active, traj_base, day_risks, handle, th, created, write)
+        for r, s in enumerate(active):
+            st = s.st
             last_day = st.day if st.day is not None else 0
-            # observations in order: each event's provisional risk, and the end-of-day risk
-            # of each day without events (the same sequence whether a sweep or the student's
-            # next event committed those days, so replays decide the same alerts)
-            for kind, idx, day, trigger in s.obs:
-                if kind == _EVENT:
-                    risk = ev_risk[idx]
-                    ev = applied[idx].ev
-                    when, level_tag = ev.time, ""
-                else:
-                    risk = float(min(max(seq_risk[idx], 0.0), 1.0))
-                    when = s.cal.start + timedelta(days=day)
-                    level_tag = f"@day{day}"
-                dec = decide(st.alert, risk, day, day - st.d0 + 1, th)
-                st.alert = dec.state
-                st.risk, st.level, last_day = risk, dec.level.value, day
-                if dec.raise_level is not None:
-                    lvl = dec.raise_level
-                    alerts.append(
-                        RiskAlert(
-                            alert_id=alert_id(
-                                s.key.site,
-                                s.key.course,
-                                s.key.user,
-                                handle.version,
-                                max(trigger, 0),
-                                lvl.value + level_tag,
-                            ),
-                            site=s.key.site,
-                            user_id=s.key.user,
-                            course_id=s.key.course,
-                            risk=risk,
-                            level=lvl,
-                            threshold=dec.threshold,
-                            model_version=handle.version,
-                            day=day,
-                            trigger_event_id=max(trigger, 0),
-                            event_time=when,
-                            created_at=created,
-                        )
-                    )
+            # what the risk score shows: the latest observation (event or closed day)
+            for kind, idx, day, _trigger in s.obs:
+                risk = ev_risk[idx] if kind == _EVENT else day_risks[r][idx - s.rewarm]
+                st.risk, last_day = float(risk), day
+            st.level = (
+                "low" if st.alert.left is not None else th.level(st.risk).value
+            )
             st.ver, st.spec, st.upd = handle.version, handle.spec_hash, now
             write.states[s.key] = encode_state(
-                st, full=s.init or bool(s.commit_req), alert=st.alert != alert_before
+                st, full=s.init or bool(s.commit_req), alert=st.alert != alert_before[r]
             )
-            write.ranks[s.key] = st.risk
+            if st.alert.left is None:
+                write.ranks[s.key] = st.risk
+            elif s.left:
+                write.unranks.append(s.key)
             key = f"{s.key.site}:{s.key.course}:{s.key.user}".encode()
             score = risk_score_json(st, s.key, last_day, version_json, created_json)
             out.append(OutRecord(TOPICS.risk_latest, key, score))
         return alerts
+
+    async def _policy(
+        self,
+        active: list[_Student],
+        traj_base: list[int],
+        day_risks: list[list[float]],
+        handle: ModelHandle,
+        th: Any,
+        created: datetime,
+        write: BatchWrite,
+    ) -> list[RiskAlert]:
+        """The alert policy over every closed day of the batch, day-major: each student's
+        end-of-day observation (``decide``), then per course the day's candidates admitted
+        by risk within the course's capacity (``admit``), read from Redis only when a
+        candidate exists (rarely) and counted in the batch's atomic write."""
+        by_day: dict[int, list[tuple[int, int, int]]] = {}
+        for r, s in enumerate(active):
+            for kind, idx, day, trigger in s.obs:
+                if kind == _COMMIT:
+                    by_day.setdefault(day, []).append((r, idx - s.rewarm, trigger))
+        if not by_day:
+            return []
+
+        def observe(r: int, j: int, day: int) -> Any:
+            s = active[r]
+            pos = traj_base[r] + j
+            recent = s.st.traj[max(0, pos - th.persist_days + 1) : pos + 1].astype(np.float32)
+            return decide(s.st.alert, recent.tolist(), day, day - s.st.d0 + 1, th)
+
+        # dry run: which courses have a candidate at all (decisions are pure)
+        cand_courses = set()
+        for day in sorted(by_day):
+            for r, j, _t in by_day[day]:
+                if observe(r, j, day).candidate:
+                    cand_courses.add((active[r].key.site, active[r].key.course))
+        caps: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
+        if cand_courses:
+            courses = sorted(cand_courses)
+            caps = await self._retry("redis.caps", lambda: read_caps(self.redis, courses))
+        alerts: list[RiskAlert] = []
+        for day in sorted(by_day):
+            cands: dict[tuple[str, int], list[tuple[float, int]]] = {}
+            trig: dict[int, tuple[int, int]] = {}
+            for r, j, trigger in by_day[day]:
+                s = active[r]
+                dec = observe(r, j, day)
+                s.st.alert = dec.state
+                if dec.candidate:
+                    cands.setdefault((s.key.site, s.key.course), []).append((dec.held, r))
+                    trig[r] = (trigger, j)
+            for course, cs in sorted(cands.items()):
+                enrolled, per_day = caps.get(course, (0, {}))
+                room = capacity(max(enrolled, len(cs)), per_day, day, th)
+                for r in admit(cs, room):
+                    s = active[r]
+                    s.st.alert = raised(s.st.alert, day)
+                    per_day[day] = per_day.get(day, 0) + 1
+                    write.caps[(course[0], course[1], day)] = (
+                        write.caps.get((course[0], course[1], day), 0) + 1
+                    )
+                    trigger, j = trig[r]
+                    risk = day_risks[r][j]
+                    alerts.append(self._alert(s, handle, day, trigger, risk, th, created))
+                caps[course] = (enrolled, per_day)
+        return alerts
+
+    @staticmethod
+    def _alert(
+        s: _Student,
+        handle: ModelHandle,
+        day: int,
+        trigger: int,
+        risk: float,
+        th: Any,
+        created: datetime,
+    ) -> RiskAlert:
+        lvl = RiskLevel.HIGH
+        return RiskAlert(
+            alert_id=alert_id(
+                s.key.site,
+                s.key.course,
+                s.key.user,
+                handle.version,
+                max(trigger, 0),
+                f"{lvl.value}@day{day}",
+            ),
+            site=s.key.site,
+            user_id=s.key.user,
+            course_id=s.key.course,
+            risk=min(max(risk, 0.0), 1.0),
+            level=lvl,
+            threshold=float(th.high),
+            model_version=handle.version,
+            day=day,
+            trigger_event_id=max(trigger, 0),
+            event_time=s.cal.start + timedelta(days=day),
+            created_at=created,
+        )
 
     async def _explain(
         self, alerts: list[RiskAlert], active: list[_Student], handle: ModelHandle
@@ -701,8 +816,13 @@ class Processor:
                 prof = decode(StudentProfile, s.profile) if s.profile else None
                 win = s.st.win if s.st.win is not None else np.zeros((0, handle.n_day))
                 assert s.st.acc is not None and s.st.day is not None
-                open_vec = fz.day_vector(s.st.acc, s.st.day, s.cal)[None, :]
-                windows.append(np.concatenate([win, open_vec]).astype(np.float32))
+                later = s.st.day - 1 - al.day  # committed days after the alert's day
+                if al.day < s.st.day and len(win) > later:
+                    # the window ends on the alert's day: reasons speak of what was known
+                    windows.append(np.asarray(win[: len(win) - later], dtype=np.float32))
+                else:
+                    open_vec = fz.day_vector(s.st.acc, s.st.day, s.cal)[None, :]
+                    windows.append(np.concatenate([win, open_vec]).astype(np.float32))
                 statics.append(np.asarray(fz.static_vector(prof), np.float32))
             try:  # one replay for the whole batch's alerts
                 with torch.inference_mode():

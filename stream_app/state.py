@@ -13,6 +13,8 @@ Layout (documented in ARCHITECTURE.md, read by the API):
 - ``rs:rank:{site}:{course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
   ``rs:cal:{site}:{course}`` CourseCalendar JSON; ``rs:prof:{site}:{course}:{user}``
   StudentProfile JSON; ``rs:courses:{site}`` set of course ids.
+- ``rs:cap:{site}:{course}`` hash course day -> act-on alerts raised that day (the alert
+  policy's per-course capacity; written in the batch's atomic write).
 
 The batch write is one MULTI/EXEC transaction, so a batch's states, ranks and alert-stream
 entries land together or not at all.
@@ -54,7 +56,7 @@ class StudentKey(NamedTuple):
 
     @property
     def rank_key(self) -> str:
-        return f"rs:rank:{self.site}:{self.course}"
+        return rank_key(self.site, self.course)
 
     @classmethod
     def of(cls, ev: LmsEvent) -> StudentKey:
@@ -67,6 +69,14 @@ def calendar_key(site: str, course: int) -> str:
 
 def courses_key(site: str) -> str:
     return f"rs:courses:{site}"
+
+
+def caps_key(site: str, course: int) -> str:
+    return f"rs:cap:{site}:{course}"
+
+
+def rank_key(site: str, course: int) -> str:
+    return f"rs:rank:{site}:{course}"
 
 
 def default_calendar(site: str, course: int, first_event: datetime) -> CourseCalendar:
@@ -200,6 +210,12 @@ for _ = 1, n do local key = nxt(); redis.call('SADD', key, nxt()) end
 n = tonumber(nxt())
 local maxlen = nxt()
 for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local day = nxt(); redis.call('HINCRBY', key, day, tonumber(nxt()))
+end
+n = tonumber(nxt())
+for _ = 1, n do local key = nxt(); redis.call('ZREM', key, nxt()) end
 return 1
 """
 
@@ -268,11 +284,29 @@ async def ensure_calendars(
     return {c: res[len(order) + i] for i, c in enumerate(order)}
 
 
+async def read_caps(
+    r: aredis.Redis, courses: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, dict[int, int]]]:
+    """Per course: students on the ranking (enrolled) and act-on alerts per course day."""
+    pipe = r.pipeline(transaction=False)
+    for site, course in courses:
+        pipe.zcard(rank_key(site, course))
+        pipe.hgetall(caps_key(site, course))
+    res = await pipe.execute()
+    out: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
+    for i, c in enumerate(courses):
+        per_day = {int(k): int(v) for k, v in (res[2 * i + 1] or {}).items()}
+        out[c] = (int(res[2 * i]), per_day)
+    return out
+
+
 @dataclass
 class BatchWrite:
     states: dict[StudentKey, dict[str, bytes | str | int | float]] = field(default_factory=dict)
     ranks: dict[StudentKey, float] = field(default_factory=dict)
     alerts: list[bytes] = field(default_factory=list)
+    caps: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (site, course, day)
+    unranks: list[StudentKey] = field(default_factory=list)  # unenrolled: off the ranking
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
@@ -290,6 +324,12 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     for site, course in courses:
         args += [courses_key(site), course]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
+    args.append(len(w.caps))
+    for (site, course, day), n in w.caps.items():
+        args += [caps_key(site, course), day, n]
+    args.append(len(w.unranks))
+    for k in w.unranks:
+        args += [k.rank_key, str(k.user)]
     await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
 
 

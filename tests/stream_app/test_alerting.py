@@ -1,4 +1,4 @@
-"""Alert policy properties (hypothesis) over arbitrary risk sequences."""
+"""Alert policy properties (hypothesis) over arbitrary end-of-day risk sequences."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import RiskLevel
-from stream_app.alerting import AlertState, decide, level_of
+from stream_app.alerting import AlertState, admit, capacity, decide, held_risk, level_of, raised
 
 
 @dataclass
@@ -19,90 +19,118 @@ class Th:
     rearm: float = 0.4
     min_days: int = 3
     cooldown_days: int = 5
+    persist_days: int = 3
+    day_cap: float = 0.05
+    week_cap: float = 0.10
 
 
 thresholds = st.builds(
-    lambda a, b, c, m, cd: Th(
-        medium=b, high=max(b, c), rearm=min(a, b), min_days=m, cooldown_days=cd
+    lambda a, b, c, m, cd, k: Th(
+        medium=b,
+        high=max(b, c),
+        rearm=min(a, b),
+        min_days=m,
+        cooldown_days=cd,
+        persist_days=k,
     ),
     st.floats(0.0, 1.0),
     st.floats(0.0, 1.0),
     st.floats(0.0, 1.0),
     st.integers(0, 10),
     st.integers(0, 10),
+    st.integers(1, 5),
 )
-# (day increment, risk) observations; several per day allowed
-observations = st.lists(st.tuples(st.integers(0, 3), st.floats(0.0, 1.0)), max_size=80)
+days_of_risk = st.lists(st.floats(0.0, 1.0), max_size=80)
 
 
-def _run(th: Th, obs: list[tuple[int, float]]) -> list[tuple[int, float, RiskLevel, float]]:
+def _run(th: Th, risks: list[float]) -> list[int]:
+    """One student, one end-of-day risk per day, unlimited capacity: days alerted."""
     state = AlertState()
-    day = 0
-    raised = []
-    for inc, risk in obs:
-        day += inc
-        d = decide(state, risk, day, day + 1, th)
+    out = []
+    for day in range(len(risks)):
+        d = decide(state, risks[: day + 1], day, day + 1, th)
         state = AlertState.from_json(d.state.to_json())  # through the Redis codec
-        if d.raise_level is not None:
-            raised.append((day, risk, d.raise_level, d.threshold))
-    return raised
+        if d.candidate:
+            state = raised(state, day)
+            out.append(day)
+    return out
 
 
 @settings(max_examples=300, deadline=None)
-@given(thresholds, observations)
-def test_policy_invariants(th: Th, obs: list[tuple[int, float]]) -> None:
-    raised = _run(th, obs)
-    for day, risk, level, threshold in raised:
-        assert day + 1 >= th.min_days  # minimum evidence
-        assert level is not RiskLevel.LOW and level is level_of(risk, th)
-        assert risk >= threshold == (th.high if level is RiskLevel.HIGH else th.medium)
-    for (d1, _, l1, _), (d2, _, l2, _) in itertools.pairwise(raised):
-        escalation = l1 is RiskLevel.MEDIUM and l2 is RiskLevel.HIGH
-        assert escalation or d2 - d1 >= th.cooldown_days  # cooldown unless escalating
+@given(thresholds, days_of_risk)
+def test_alerts_only_when_risk_held_for_persist_days(th: Th, risks: list[float]) -> None:
+    for day in _run(th, risks):
+        assert day >= th.min_days
+        window = risks[day - th.persist_days + 1 : day + 1]
+        assert len(window) == th.persist_days and min(window) >= th.high
 
 
 @settings(max_examples=300, deadline=None)
-@given(thresholds, observations)
-def test_hysteresis_needs_rearm_between_same_level_alerts(
-    th: Th, obs: list[tuple[int, float]]
+@given(thresholds, days_of_risk)
+def test_one_day_spike_never_alerts(th: Th, risks: list[float]) -> None:
+    th.persist_days = max(2, th.persist_days)
+    spiky = [0.0 if i % 2 else r for i, r in enumerate(risks)]  # never two days in a row
+    if th.high > 0.0:
+        assert _run(th, spiky) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(thresholds, days_of_risk)
+def test_repeats_need_rearm_and_cooldown(th: Th, risks: list[float]) -> None:
+    days = _run(th, risks)
+    for a, b in itertools.pairwise(days):
+        assert b - a >= max(th.cooldown_days, 1)
+        assert min(risks[a + 1 : b + 1]) < th.rearm  # re-armed in between
+
+
+def test_left_students_are_never_candidates() -> None:
+    th = Th(min_days=0, persist_days=1)
+    gone = AlertState(left=3)
+    assert not decide(gone, [0.99], 5, 6, th).candidate
+    assert decide(AlertState(), [0.99], 5, 6, th).candidate
+    assert AlertState.from_json(gone.to_json()) == gone
+
+
+def test_evidence_counts_from_enrolment_not_first_click() -> None:
+    th = Th(min_days=14, persist_days=1)
+    # day 20 of the course, enrolled on day 10: 11 days of evidence, too few
+    assert not decide(AlertState(), [0.99], 20, 11, th).candidate
+    assert decide(AlertState(), [0.99], 20, 21, th).candidate
+
+
+def test_held_risk_is_the_minimum_of_the_last_days() -> None:
+    assert held_risk([0.9, 0.8, 0.95], 3) == 0.8
+    assert held_risk([0.9, 0.95], 3) == 0.0  # fewer days than the window: not held yet
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 2000),
+    st.dictionaries(st.integers(0, 40), st.integers(0, 50), max_size=20),
+    st.integers(0, 40),
+)
+def test_capacity_keeps_day_and_week_limits(
+    enrolled: int, per_day: dict[int, int], day: int
 ) -> None:
-    state = AlertState()
-    day = 0
-    dipped = True
-    last_level = None
-    for inc, risk in obs:
-        day += inc
-        if risk < th.rearm:
-            dipped = True
-        d = decide(state, risk, day, day + 1, th)
-        state = d.state
-        if d.raise_level is not None:
-            escalation = last_level is RiskLevel.MEDIUM and d.raise_level is RiskLevel.HIGH
-            assert dipped or escalation
-            dipped = False
-            last_level = d.raise_level
+    th = Th()
+    room = capacity(enrolled, per_day, day, th)
+    assert room >= 0
+    day_max = max(1, int(th.day_cap * enrolled))
+    week_max = max(1, int(th.week_cap * enrolled))
+    assert per_day.get(day, 0) + room <= max(day_max, per_day.get(day, 0))
+    week = sum(n for d, n in per_day.items() if day - 7 < d <= day)
+    assert week + room <= max(week_max, week)
 
 
-@settings(max_examples=100, deadline=None)
-@given(thresholds, observations)
-def test_deterministic_replay(th: Th, obs: list[tuple[int, float]]) -> None:
-    assert _run(th, obs) == _run(th, obs)
+def test_admit_takes_the_highest_risk_first_deterministically() -> None:
+    cands = [(0.8, 3), (0.95, 1), (0.8, 2), (0.9, 0)]
+    assert admit(cands, 3) == [1, 0, 2]
+    assert admit(list(reversed(cands)), 3) == [1, 0, 2]
+    assert admit(cands, 0) == []
 
 
-def test_examples() -> None:
-    th = Th(min_days=2, cooldown_days=3)
-    s = AlertState()
-    d = decide(s, 0.9, 0, 1, th)
-    assert d.raise_level is None and d.level is RiskLevel.HIGH  # too little evidence
-    d = decide(d.state, 0.6, 1, 2, th)
-    assert d.raise_level is RiskLevel.MEDIUM
-    d = decide(d.state, 0.8, 1, 2, th)
-    assert d.raise_level is RiskLevel.HIGH  # escalation, no cooldown
-    d = decide(d.state, 0.9, 2, 3, th)
-    assert d.raise_level is None  # disarmed
-    d = decide(d.state, 0.3, 3, 4, th)
-    assert d.raise_level is None and d.state.armed  # re-armed below rearm
-    d = decide(d.state, 0.9, 3, 4, th)
-    assert d.raise_level is None  # armed, but cooldown: 3 - 1 < 3 days since the last alert
-    d = decide(d.state, 0.9, 4, 5, th)
-    assert d.raise_level is RiskLevel.HIGH and not d.state.armed and d.state.last_day == 4
+def test_levels() -> None:
+    th = Th()
+    assert level_of(0.1, th) is RiskLevel.LOW
+    assert level_of(0.55, th) is RiskLevel.MEDIUM
+    assert level_of(0.7, th) is RiskLevel.HIGH

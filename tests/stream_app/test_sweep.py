@@ -11,6 +11,7 @@ import redis
 import torch
 
 from contracts import CourseCalendar, encode
+from models.registry import Thresholds
 from riskstream.stack import Stack
 from stream_app.processor import Processor
 from stream_app.state import connect, decode_state
@@ -86,7 +87,11 @@ def test_sweep_advances_idle_students_and_matches_the_unswept_outcome(
 def test_sweep_alerts_equal_unswept_alerts(
     stack: Stack, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    handle = handle_for(tmp_path / "b", constant_risk=0.9)  # min_days 7: alerts on day 6
+    # min_days 7: both alert on course day 7 (A on an event's day, B on an empty day); no
+    # capacity limit here, so the two students do not compete for one day's room
+    handle = handle_for(
+        tmp_path / "b", constant_risk=0.9, thresholds=Thresholds(day_cap=1.0, week_cap=1.0)
+    )
     cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
     got = {}
     for sweep in (True, False):
@@ -95,4 +100,4 @@ def test_sweep_alerts_equal_unswept_alerts(
         pub = _run(stack.redis_url, handle, sweep=sweep)
         got[sweep] = {(a.user_id, a.day, a.alert_id) for a in pub.alerts()}
     assert got[True] == got[False]
-    assert {(u, d) for u, d, _ in got[True]} == {(A, 6), (B, 6)}  # B's on an empty day
+    assert {(u, d) for u, d, _ in got[True]} == {(A, 7), (B, 7)}

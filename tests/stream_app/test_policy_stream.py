@@ -1,0 +1,124 @@
+"""The alert policy inside the processor: no-shows scored and alerted, no wave, unenrolment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+
+from contracts import CourseCalendar, enrolment_event, encode
+from models.registry import Thresholds
+from riskstream.stack import Stack
+from stream_app.processor import Processor
+from stream_app.state import connect, decode_state
+from tests.stream_app.helpers import START, ListPublisher, event, handle_for, record
+
+N = 40
+ACTIVE = 1000  # one student who clicks every day drives the course clock
+
+
+def _records(days: int, unenrol: dict[int, int] | None = None) -> list[list]:  # type: ignore[type-arg]
+    """Day-by-day batches: everyone enrolled on day 0, only ACTIVE ever clicks."""
+    unenrol = unenrol or {}
+    out = []
+    eid = 0
+    first = []
+    for u in range(1, N + 1):
+        eid += 1
+        first.append(enrolment_event("s1", 7, u, START, event_id=eid))
+    eid += 1
+    first.append(enrolment_event("s1", 7, ACTIVE, START, event_id=eid))
+    out.append([record(e, e.event_id) for e in first])
+    for day in range(days):
+        evs = []
+        eid += 1
+        evs.append(event(eid, ACTIVE, day + 0.5))
+        for u, d in unenrol.items():
+            if d == day:
+                eid += 1
+                when = START + timedelta(days=day, hours=23)
+                evs.append(enrolment_event("s1", 7, u, when, eid, ended=True))
+        out.append([record(e, e.event_id) for e in evs])
+    return out
+
+
+def _run(url: str, handle, batches) -> ListPublisher:  # type: ignore[no-untyped-def]
+    pub = ListPublisher()
+
+    async def go() -> None:
+        r = connect(url)
+        proc = Processor(r, pub, handle, sweep_partitions=1)
+        for b in batches:
+            await proc.process(b)
+        await r.aclose()
+
+    asyncio.run(go())
+    return pub
+
+
+def _setup(redis_client: redis.Redis) -> None:
+    cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=120)
+    redis_client.set("rs:cal:s1:7", encode(cal))
+
+
+def test_students_who_never_click_are_scored_swept_and_alerted(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    _setup(redis_client)
+    th = Thresholds(min_days=7, persist_days=3, day_cap=1.0, week_cap=1.0)
+    handle = handle_for(tmp_path, constant_risk=0.9, thresholds=th)
+    pub = _run(stack.redis_url, handle, _records(15))
+    # every no-show has a state advanced by the sweep (lag 1 behind day 14's clock)
+    for u in range(1, N + 1):
+        st = decode_state(redis_client.hgetall(f"rs:st:s1:7:{u}"), handle.n_day)
+        assert st.day == 13 and len(st.traj) == 13 and st.d0 == 0
+        assert st.acc is not None and not st.acc.any()  # the enrolment counted no click
+    alerted = {a.user_id: a for a in pub.alerts()}
+    assert set(range(1, N + 1)) <= set(alerted)
+    assert {a.day for a in alerted.values()} == {7}  # first day allowed, risk held 3 days
+    assert redis_client.zcard("rs:rank:s1:7") == N + 1
+
+
+def test_no_wave_capacity_spreads_alerts_by_risk(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    _setup(redis_client)
+    th = Thresholds(min_days=7, persist_days=3, day_cap=0.05, week_cap=0.10)
+    handle = handle_for(tmp_path, constant_risk=0.9, thresholds=th)
+    batches = _records(40)
+    pub = _run(stack.redis_url, handle, batches)
+    alerts = pub.alerts()
+    per_day = Counter(a.day for a in alerts)
+    enrolled = N + 1
+    assert max(per_day.values()) <= max(1, int(0.05 * enrolled))  # 2 a day
+    for d in per_day:
+        week = sum(n for k, n in per_day.items() if d - 7 < k <= d)
+        assert week <= max(1, int(0.10 * enrolled))  # 4 a week
+    assert len({a.user_id for a in alerts}) == len(alerts)  # one alert per student
+    assert min(per_day) == 7 and len(alerts) >= 4
+    caps = {int(k): int(v) for k, v in redis_client.hgetall("rs:cap:s1:7").items()}
+    assert caps == dict(per_day)
+    # a replay in other batch sizes from scratch decides the same alerts
+    redis_client.flushdb()
+    _setup(redis_client)
+    merged = [sum(batches[i : i + 3], []) for i in range(0, len(batches), 3)]
+    again = _run(stack.redis_url, handle, merged)
+    assert sorted(a.alert_id for a in again.alerts()) == sorted(a.alert_id for a in alerts)
+
+
+def test_unenrolled_students_leave_the_ranking_and_are_never_alerted(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    _setup(redis_client)
+    th = Thresholds(min_days=7, persist_days=3, day_cap=1.0, week_cap=1.0)
+    handle = handle_for(tmp_path, constant_risk=0.9, thresholds=th)
+    pub = _run(stack.redis_url, handle, _records(15, unenrol={3: 2, 4: 5}))
+    alerted = {a.user_id for a in pub.alerts()}
+    assert 3 not in alerted and 4 not in alerted and 5 in alerted
+    members = {int(m) for m in redis_client.zrange("rs:rank:s1:7", 0, -1)}
+    assert 3 not in members and 4 not in members and 5 in members
+    st = decode_state(redis_client.hgetall("rs:st:s1:7:3"), handle.n_day)
+    assert st.alert.left == 2 and st.level == "low"
