@@ -423,15 +423,11 @@ class Processor:
             res: StepResult = await self.engine.run(handle.loaded.model, handle.loaded.device, plan)
             rep.inference_s += time.perf_counter() - ti
             self.metrics.inference_seconds.observe(time.perf_counter() - ti)
-<<<<<<< HEAD
-            alerts = self._apply(active, res, commit_vec, applied, handle, now, write, out)
+            alerts = await self._apply(active, res, commit_vec, applied, handle, now, write, out)
             gate = self.feedback_gate
             if alerts and gate is not None:
                 raised = alerts
                 alerts = await self._retry("redis.feedback", lambda: gate(raised))
-=======
-            alerts = await self._apply(active, res, commit_vec, applied, handle, now, write, out)
->>>>>>> main
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, active, handle)
             for al in alerts:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from contracts import CourseCalendar, enrolment_event, encode
+from contracts import CourseCalendar, encode, enrolment_event
 from models.registry import Thresholds
 from riskstream.stack import Stack
 from stream_app.processor import Processor
@@ -104,7 +104,7 @@ def test_no_wave_capacity_spreads_alerts_by_risk(
     # a replay in other batch sizes from scratch decides the same alerts
     redis_client.flushdb()
     _setup(redis_client)
-    merged = [sum(batches[i : i + 3], []) for i in range(0, len(batches), 3)]
+    merged = [[r for b in batches[i : i + 3] for r in b] for i in range(0, len(batches), 3)]
     again = _run(stack.redis_url, handle, merged)
     assert sorted(a.alert_id for a in again.alerts()) == sorted(a.alert_id for a in alerts)
 
