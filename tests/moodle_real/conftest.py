@@ -101,7 +101,8 @@ def course(moodle: MoodleSite, service: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped model imported by the CLI (issue item 9), then a constant-risk model in
-    service so every scored student is alerted at once (min_days 0)."""
+    service. The course started 10 days ago, so a student's first event commits days 0-8 and
+    the end of day 8 alerts (no minimum, one day of persistence, no capacity limit)."""
     from models.registry import Registry, Thresholds
     from models.testing import tiny_model
 
@@ -115,7 +116,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert Registry(root).current_version() == "v0001"
-    tiny_model(root, constant_risk=0.9, thresholds=Thresholds(min_days=0, cooldown_days=7))
+    th = Thresholds(min_days=0, cooldown_days=7, persist_days=1, day_cap=1.0, week_cap=1.0)
+    tiny_model(root, constant_risk=0.9, thresholds=th)
     return root
 
 

@@ -2,7 +2,9 @@
 
 Students view the course and a page, attempt the quiz (answer right: 10/10) and submit the
 assignment with their own mobile-app tokens; the teacher browses too. The model in service
-gives every scored student risk 0.9, so an alert per scored student must reach the teacher.
+gives every scored student risk 0.9 and the course started 10 days ago, so a student's first
+event commits the empty days before it and the end of day 8 alerts: one alert per scored
+student must reach the teacher.
 """
 
 from __future__ import annotations
