@@ -4,8 +4,8 @@ Redis keys (see ARCHITECTURE.md):
 - ``rs:courses:{site}`` set of course ids seen
 - ``rs:cal:{site}:{course}`` ``CourseCalendar`` JSON (startdate, quiz/assign deadlines)
 - ``rs:roster:{site}:{course}`` JSON ``{"teachers": [ids], "students": [ids], "former": [ids],
-  "synced": epoch}`` (``former``: students of an earlier sync who are no longer, so their
-  unenrolment rows still pass)
+  "starts": {id: epoch}, "synced": epoch}`` (``former``: students of an earlier sync who are
+  no longer, so their unenrolment rows still pass; ``starts``: enrolment starts, plugin)
 
 Roles come from the roster: only users enrolled with a student role are scored.
 """
@@ -126,6 +126,21 @@ async def fetch_roster(client: MoodleClient, course_id: int) -> dict[str, Any]:
     return {"teachers": sorted(teachers), "students": sorted(students), "synced": int(time.time())}
 
 
+ENROLMENTS_FUNCTION = "local_riskstream_get_enrolments"
+
+
+async def fetch_enrolment_starts(client: MoodleClient, course_id: int) -> dict[int, int]:
+    """User id -> start of the enrolment (unix time), from the plugin; empty if it cannot tell
+    (an older plugin): the caller then falls back to the earliest row it saw."""
+    if client.known_functions is not None and ENROLMENTS_FUNCTION not in client.known_functions:
+        return {}
+    try:
+        body = await client.call(ENROLMENTS_FUNCTION, {"courseid": course_id})
+    except RecordMissing:
+        return {}
+    return {int(e["userid"]): int(e["timestart"]) for e in body.get("enrolments", [])}
+
+
 async def read_roster(redis: Redis, site: str, course_id: int) -> dict[str, Any] | None:
     raw = await redis.get(roster_key(site, course_id))
     return json.loads(raw) if raw else None
@@ -154,6 +169,8 @@ class CourseSync:
                 raise
             cal = None  # a deleted course: no calendar, an empty roster
         roster = await fetch_roster(self.client, course_id)
+        starts = await fetch_enrolment_starts(self.client, course_id)
+        roster["starts"] = {str(u): starts[u] for u in roster["students"] if u in starts}
         previous = self._rosters.get(course_id) or await read_roster(
             self.redis, self.site, course_id
         )

@@ -234,10 +234,9 @@ class Poller:
         creates the state of a student who never clicks (no-shows are scored). Id 0 never
         overwrites anything: the worker applies it only to a missing state.
 
-        Time: Moodle's web services do not give an enrolment's start, so the earliest row of
-        the course in this page (never later than now): a connector catching up on an old
-        log then does not put a student's start after their own history. A real
-        ``user_enrolment_created`` row carries the exact time.
+        Time: the enrolment's start (``local_riskstream_get_enrolments``); where the plugin
+        cannot tell, the earliest row of the course in this page (never later than now), so a
+        connector catching up on an old log does not put a start after the student's history.
         """
         from datetime import UTC, datetime
 
@@ -246,11 +245,15 @@ class Poller:
         for ev in events:
             if ev.course_id not in first or ev.time < first[ev.course_id]:
                 first[ev.course_id] = ev.time
-        return [
-            enrolment_event(self.site, course_id, user_id, min(now, first.get(course_id, now)))
-            for course_id, roster in synced
-            for user_id in roster["students"]
-        ]
+        out = []
+        for course_id, roster in synced:
+            fallback = min(now, first.get(course_id, now))
+            starts = roster.get("starts") or {}
+            for user_id in roster["students"]:
+                start = starts.get(str(user_id))
+                when = min(now, datetime.fromtimestamp(start, UTC)) if start else fallback
+                out.append(enrolment_event(self.site, course_id, user_id, when))
+        return out
 
     def _account(self, r: PageResult) -> None:
         s = self.stats

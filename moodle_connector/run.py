@@ -120,6 +120,8 @@ async def _exercise(client: MoodleClient, course_id: int) -> list[tuple[str, str
     await attempt("local_riskstream_get_events", {"sinceid": 0, "limit": 1, "courseid": course_id})
     await attempt("core_course_get_courses_by_field", {"field": "id", "value": course_id})
     users = await attempt("core_enrol_get_enrolled_users", {"courseid": course_id})
+    if "local_riskstream_get_enrolments" in known:
+        await attempt("local_riskstream_get_enrolments", {"courseid": course_id})
     for u in users if isinstance(users, list) else []:
         if any(r.get("shortname") == "student" for r in u.get("roles", [])):
             found["student"] = int(u["id"])

@@ -43,6 +43,14 @@ $functions = [
         'type' => 'read',
         'ajax' => false,
     ],
+    'local_riskstream_get_enrolments' => [
+        'classname' => \local_riskstream\external\get_enrolments::class,
+        'methodname' => 'execute',
+        'description' => 'When each active enrolment of a course started (user, timestart).',
+        'type' => 'read',
+        'capabilities' => 'moodle/course:viewparticipants',
+        'ajax' => false,
+    ],
     'local_riskstream_get_feedback' => [
         'classname' => \local_riskstream\external\get_feedback::class,
         'methodname' => 'execute',
@@ -70,6 +78,7 @@ $services = [
             'local_riskstream_push_alerts',
             'local_riskstream_check_access',
             'local_riskstream_get_feedback',
+            'local_riskstream_get_enrolments',
             'core_webservice_get_site_info',
             'core_course_get_courses_by_field',
             'core_enrol_get_enrolled_users',
