@@ -366,10 +366,11 @@ async def run_connector(cfg: ConnectorConfig, stop: asyncio.Event | None = None)
             await _supervise(tasks, stop, cfg.shutdown_grace_s)
         except AccessDenied as exc:
             # Name the capability: ask the plugin which ones the token's user lacks.
+            missing: list[tuple[str, str]] = []
             with contextlib.suppress(MoodleError):
                 missing = await missing_capabilities(client, 0)
-                if missing:
-                    raise capability_error(missing, str(exc)) from None
+            if missing:
+                raise capability_error(missing, str(exc)) from None
             raise
         stats: dict[str, Any] = {}
         if poller:

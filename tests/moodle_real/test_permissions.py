@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -54,3 +56,38 @@ def test_run_stops_at_once_naming_the_capability(
     assert "report/log:view" in text
     assert time.monotonic() - t0 < 60
     assert service["token"] not in text
+
+
+def test_a_capability_taken_while_running_stops_run_naming_it(
+    moodle: MoodleSite, service: dict[str, Any], stack: Stack, without: Any
+) -> None:
+    """The same when the capability goes away while the connector runs: the permission error
+    of the next poll is fatal (exit 1, capability named), not an outage retried forever."""
+    env = connector_env(
+        moodle,
+        service["token"],
+        stack,
+        "perm-live",
+        RISKSTREAM_CONNECTOR_WAIT_S="1",
+        RISKSTREAM_CONNECTOR_IDLE_S="0.2",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskstream", "connector", "run", "--no-sink"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(4)
+        assert proc.poll() is None, proc.communicate()[0]
+        without("report/log:view")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, out
+    assert "report/log:view" in out and "setup.php" in out
+    assert service["token"] not in out
