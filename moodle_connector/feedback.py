@@ -58,7 +58,7 @@ class FeedbackPoller:
         producer: Producer,
         redis: Redis,
         site: str,
-        every_s: float = 60.0,
+        every_s: float = 300.0,
         topic: str = TOPICS.feedback,
         dead_letter_topic: str = TOPICS.dead_letter,
     ) -> None:

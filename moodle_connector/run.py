@@ -233,7 +233,7 @@ class ConnectorConfig:
     startup_retry_max_s: float = 60.0
     wait_s: int = 20  # long poll when drained (one call, one log row, per wait)
     enrolments: bool = True  # an enrolment record per roster student (no-shows are scored)
-    feedback_every_s: float = 60.0  # teachers' feedback poll (0 = off)
+    feedback_every_s: float = 300.0  # teachers' feedback poll (0 = off)
 
     def __repr__(self) -> str:
         return f"ConnectorConfig(moodle_url={self.moodle_url!r}, site={self.site!r}, token=***)"

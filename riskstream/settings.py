@@ -33,7 +33,7 @@ class Settings(BaseSettings):
         default=20, ge=0, le=60, description="Long poll when drained (0 = off): one call per wait"
     )
     connector_feedback_every_s: float = Field(
-        default=60.0, ge=0, description="Teachers' feedback poll (0 = off)"
+        default=300.0, ge=0, description="Teachers' feedback poll (0 = off)"
     )
     connector_enrolments: bool = Field(
         default=True, description="An enrolment record per roster student (no-shows are scored)"
