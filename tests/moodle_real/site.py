@@ -115,7 +115,7 @@ class MoodleSite:
         self.root = Path(root or os.environ.get("RISKSTREAM_MOODLE_CACHE") or REPO / "var/moodle")
         self.www = self.root / "www"
         self.data = self.root / "data"
-        self.pg = self.root / "pg"
+        self.pg = self._pg_dir()
         self.marker = self.root / "installed"
         self.pg_port = 0
         self.http_port = 0
@@ -123,6 +123,21 @@ class MoodleSite:
         self._pg_started = False
         self._lock: Any = None
         self.timings: dict[str, float] = {}
+
+    def _pg_dir(self) -> Path:
+        """``<cache>/pg``, unless the 'postgres' user (root runs PostgreSQL as it) cannot reach
+        the cache (a checkout under a private home): then a folder of its own under /var/tmp."""
+        inside = self.root / "pg"
+        if os.geteuid() != 0:
+            return inside
+        self.root.mkdir(parents=True, exist_ok=True)
+        ok = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-x", str(self.root)], capture_output=True
+        )
+        if ok.returncode == 0:
+            return inside
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:10]
+        return Path("/var/tmp") / f"riskstream-moodle-pg-{digest}"
 
     # -- paths and calls ------------------------------------------------------------------
     @property
