@@ -24,6 +24,7 @@ from models.evaluate import (
     CUTOFFS,
     CutoffPredictions,
     evaluate_models,
+    roc_auc,
     threshold_for_precision,
 )
 from models.explain import explain, reference_day, sentence
@@ -139,7 +140,9 @@ def _registry_predictions(
     name: str, loaded: LoadedModel, val: _Split, cutoffs: Sequence[int]
 ) -> dict[int, CutoffPredictions]:
     t = val.tensors
-    risk, score = sequence_outputs(loaded, t.x, _static_for(loaded, val))
+    raw, score = sequence_outputs(loaded, t.x, _static_for(loaded, val))
+    # the risk teachers see: through the version's calibration, as the stream applies it
+    risk = loaded.calibrate(raw, np.arange(raw.shape[1])[None, :]) if raw.size else raw
     out: dict[int, CutoffPredictions] = {}
     for d in cutoffs:
         m = t.registered_at(d)
@@ -268,11 +271,29 @@ def run_evaluation(
     registry = Registry(registry_root)
     loaded = registry.load(None if version in (None, "current") else version, device=cfg.device)
     oulad = Oulad(data_dir)
+    have = sorted({c.presentation for c in oulad.courses})
+    if cfg.validation not in have:
+        raise KeyError(
+            f"presentation {cfg.validation} is not in {data_dir} (it holds {', '.join(have)}); "
+            "pass --presentation one of those"
+        )
+    missing = [p for p in cfg.train_presentations if p not in have]
+    if missing:
+        raise KeyError(
+            f"training presentation(s) {', '.join(missing)} not in {data_dir} (it holds "
+            f"{', '.join(have)}); pass --train-presentations from those, or none"
+        )
     say(f"model {loaded.version} ({loaded.kind}); building day tensors")
     profiles = oulad.profiles()
-    train = _split(oulad, loaded.featurizer, cfg.train_presentations, cfg, profiles)
     val = _split(oulad, loaded.featurizer, (cfg.validation,), cfg, profiles)
-    say(f"train {len(train.tensors)} enrolments, validation {len(val.tensors)}")
+    train = (
+        _split(oulad, loaded.featurizer, cfg.train_presentations, cfg, profiles)
+        if cfg.train_presentations
+        else None
+    )
+    if train is None and cfg.baselines:
+        say("no training presentations: the baselines are skipped (pass --train-presentations)")
+    say(f"train {len(train.tensors) if train else 0} enrolments, validation {len(val.tensors)}")
 
     primary = loaded.kind
     preds: dict[str, dict[int, CutoffPredictions]] = {
@@ -289,11 +310,12 @@ def run_evaluation(
         )
         protected_pairs[f"{primary}+protected"] = primary
     say("model predictions done; fitting baselines per cut-off")
-    for name in cfg.baselines:
-        preds[name] = _baseline_predictions(name, train, val, cfg, False, say)
-    for name in cfg.protected_baselines:
-        preds[f"{name}+protected"] = _baseline_predictions(name, train, val, cfg, True, say)
-        protected_pairs[f"{name}+protected"] = name
+    if train is not None:
+        for name in cfg.baselines:
+            preds[name] = _baseline_predictions(name, train, val, cfg, False, say)
+        for name in cfg.protected_baselines:
+            preds[f"{name}+protected"] = _baseline_predictions(name, train, val, cfg, True, say)
+            protected_pairs[f"{name}+protected"] = name
 
     metrics = evaluate_models(preds, cfg.target_precision)
     th, th_info = recommend_thresholds(preds[primary], cfg.target_precision, loaded.thresholds)
@@ -304,7 +326,9 @@ def run_evaluation(
         "spec_hash": loaded.spec.hash()[:12],
         "train_presentations": ", ".join(cfg.train_presentations),
         "validation": cfg.validation,
-        "train_enrolments": len(train.tensors),
+        "train_enrolments": len(train.tensors) if train is not None else 0,
+        "data": str(data_dir),
+        "calibrated": not loaded.calibrator.identity,
         "validation_enrolments": len(val.tensors),
         **({"sample": f"max {cfg.max_students} students"} if cfg.max_students else {}),
         **cfg.extra_meta,
@@ -312,18 +336,88 @@ def run_evaluation(
     report = build_report(
         metrics,
         primary=primary,
-        reference="lightgbm",
+        reference="lightgbm" if "lightgbm" in preds else primary,
         target_precision=cfg.target_precision,
         thresholds={**th.to_dict(), **th_info},
         meta=meta,
         protected_pairs=protected_pairs,
     )
-    report["reference_day"] = reference_day(train.tensors.x, loaded.spec.day_features)
+    report["fairness_at_worker_threshold"] = fairness_at(
+        preds[primary], loaded.thresholds.high, (28, 56, 84)
+    )
+    report["reference_day"] = reference_day(
+        (train or val).tensors.x, loaded.spec.day_features
+    )
     report["explanation_examples"] = _examples(loaded, val, preds[primary], cfg)
     write_report(report, out)
+    with (out / "report.md").open("a") as fh:
+        fh.write(fairness_markdown(report["fairness_at_worker_threshold"]))
     (out / "thresholds.json").write_text(_dumps(th.to_dict()))
     say(f"report written to {out}")
     return report
+
+
+def fairness_at(
+    preds: dict[int, CutoffPredictions], threshold: float, days: Sequence[int]
+) -> dict[str, Any]:
+    """Per group at the threshold the worker really alerts at (the registry's act-on level):
+    n, positives, ROC-AUC, TPR, FPR, precision, ECE, and the largest FPR gap per attribute."""
+    from models.calibration import expected_calibration_error
+
+    out: dict[str, Any] = {"threshold": threshold, "by_day": {}}
+    for d in days:
+        if d not in preds:
+            continue
+        p = preds[d]
+        flag = p.risk >= threshold
+        per_attr: dict[str, Any] = {}
+        for attr, vals in p.attributes.items():
+            groups: dict[str, Any] = {}
+            for g in sorted(set(vals.tolist())):
+                m = vals == g
+                y, f = p.y[m], flag[m]
+                pos, neg = int(y.sum()), int((1 - y).sum())
+                groups[str(g)] = {
+                    "n": int(m.sum()),
+                    "positives": pos,
+                    "roc_auc": float(roc_auc(y, p.risk[m])),
+                    "tpr": float((f & (y == 1)).sum() / pos) if pos else None,
+                    "fpr": float((f & (y == 0)).sum() / neg) if neg else None,
+                    "precision": float(y[f].mean()) if f.any() else None,
+                    "ece": expected_calibration_error(y, p.risk[m]),
+                }
+            fprs = [v["fpr"] for v in groups.values() if v["fpr"] is not None and v["n"] >= 50]
+            per_attr[attr] = {
+                "groups": groups,
+                "fpr_gap": float(max(fprs) - min(fprs)) if len(fprs) > 1 else None,
+            }
+        out["by_day"][str(d)] = per_attr
+    return out
+
+
+def fairness_markdown(fair: dict[str, Any]) -> str:
+    """The fairness table at the worker's threshold, as Markdown."""
+    lines = [
+        "",
+        f"## Fairness at the worker's act-on threshold ({fair['threshold']:.3f})",
+        "",
+        "| D | attribute | group | n | AUC | TPR | FPR | precision | ECE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def f(x: Any) -> str:
+        return "-" if x is None or x != x else f"{x:.3f}"
+
+    for d, per_attr in fair["by_day"].items():
+        for attr, info in per_attr.items():
+            for g, r in info["groups"].items():
+                lines.append(
+                    f"| {d} | {attr} | {g} | {r['n']} | {f(r['roc_auc'])} | {f(r['tpr'])} | "
+                    f"{f(r['fpr'])} | {f(r['precision'])} | {f(r['ece'])} |"
+                )
+            lines.append(f"| {d} | {attr} | FPR gap (groups of 50+) | | | | "
+                         f"{f(info['fpr_gap'])} | | |")
+    return "\n".join(lines) + "\n"
 
 
 def _dumps(obj: Any) -> str:

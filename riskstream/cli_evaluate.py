@@ -25,8 +25,20 @@ def evaluate(
         "", help="Registry version trained WITH protected attributes (fairness comparison)"
     ),
     examples: int = typer.Option(5, min=0, help="Explained example predictions in the report"),
+    data: Path = typer.Option(
+        None, "--data", help="OULAD-shaped Parquet folder (default RISKSTREAM_DATA_DIR)"
+    ),
+    presentation: str = typer.Option(
+        "2014B", "--presentation", help="The presentation to score (the temporal hold-out)"
+    ),
+    train_presentations: str = typer.Option(
+        "older",
+        "--train-presentations",
+        help="What the baselines are fitted on: comma separated, 'older' (every presentation "
+        "before --presentation in the folder), 'others' (every other one), or 'none'",
+    ),
 ) -> None:
-    """Evaluate a model on the temporal validation presentation (2014B) vs LR and LightGBM."""
+    """Evaluate a model on a presentation it never saw vs LR and LightGBM fitted on older ones."""
     from riskstream.cli import _fail, _settings
 
     s = _settings()
@@ -37,7 +49,23 @@ def evaluate(
     if not days or days[0] < 0:
         raise _fail("--cutoffs needs at least one day >= 0")
     from models.eval_pipeline import EvalConfig, run_evaluation
+    from models.oulad import Oulad
     from models.registry import RegistryError
+
+    data_dir = data or s.data_dir
+    try:
+        have = sorted({c.presentation for c in Oulad(data_dir).courses})
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    key = train_presentations.strip().lower()
+    if key == "older":
+        train = tuple(p for p in have if p < presentation)
+    elif key == "others":
+        train = tuple(p for p in have if p != presentation)
+    elif key in ("none", ""):
+        train = ()
+    else:
+        train = tuple(p.strip() for p in train_presentations.split(",") if p.strip())
 
     cfg = EvalConfig(
         cutoffs=days,
@@ -48,10 +76,12 @@ def evaluate(
         protected_version=protected_version or None,
         explain_examples=examples,
         cache_dir=s.cache_dir,
+        validation=presentation,
+        train_presentations=train,
     )
     try:
         report = run_evaluation(
-            s.data_dir, s.model_registry, version, out, cfg, progress=console.log
+            data_dir, s.model_registry, version, out, cfg, progress=console.log
         )
     except (RegistryError, FileNotFoundError, KeyError) as exc:
         raise _fail(str(exc)) from None

@@ -69,3 +69,63 @@ def test_evaluate_without_a_model_says_what_to_do(
     assert "riskstream train" in res.output
     res = CliRunner().invoke(app, ["evaluate", "--cutoffs", "a,b"])
     assert res.exit_code == 1 and "--cutoffs" in res.output
+
+
+def _one_presentation_folder(dst: Path, module: str, pres: str, users: int) -> None:
+    """A folder holding only one module-presentation (as a site with one term would)."""
+    import pandas as pd
+
+    dst.mkdir(parents=True)
+    info = pd.read_parquet(OULAD_DIR / "studentInfo.parquet")
+    info = info[(info.code_module == module) & (info.code_presentation == pres)]
+    keep = set(info.id_student.sort_values().head(users))
+    ass = pd.read_parquet(OULAD_DIR / "assessments.parquet")
+    ass = ass[(ass.code_module == module) & (ass.code_presentation == pres)]
+    for name in ("courses", "assessments", "vle", "studentInfo", "studentRegistration",
+                 "studentAssessment", "studentVle"):
+        df = pd.read_parquet(OULAD_DIR / f"{name}.parquet")
+        if "code_module" in df:
+            df = df[(df.code_module == module) & (df.code_presentation == pres)]
+        if "id_student" in df:
+            df = df[df.id_student.isin(keep)]
+        if name == "studentAssessment":
+            df = df[df.id_assessment.isin(set(ass.id_assessment))]
+        df.to_parquet(dst / f"{name}.parquet")
+
+
+@pytest.mark.slow
+def test_evaluate_any_folder_one_presentation_and_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not (OULAD_DIR / "studentInfo.parquet").is_file():
+        pytest.skip(f"OULAD not found in {OULAD_DIR}")
+    from models.testing import tiny_model
+
+    reg = tmp_path / "registry"
+    tiny_model(reg, hidden=8)
+    monkeypatch.setenv("RISKSTREAM_MODEL_REGISTRY", str(reg))
+    monkeypatch.setenv("RISKSTREAM_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "one"
+    _one_presentation_folder(folder, "GGG", "2014B", 120)
+    out = tmp_path / "rep"
+    args = ["evaluate", "--data", str(folder), "--presentation", "2014B", "--out", str(out),
+            "--cutoffs", "28,56", "--examples", "0"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["models"]) == {"lstm"}  # nothing older to fit baselines on: skipped
+    assert rep["meta"]["data"] == str(folder)
+    fair = rep["fairness_at_worker_threshold"]
+    assert set(fair["by_day"]["56"]) == {"gender", "age_band", "disability", "imd_band"}
+    g = fair["by_day"]["56"]["gender"]["groups"]
+    assert sum(v["n"] for v in g.values()) == rep["models"]["lstm"]["56"]["n"]
+    assert "Fairness at the worker's act-on threshold" in (out / "report.md").read_text()
+    # the tensor cache is keyed by the data: the full folder's tensors are not served here
+    assert len(list((tmp_path / "cache").glob("days-*.npz"))) == 1
+
+    res = CliRunner().invoke(app, [*args[:4], "2013J", *args[5:]])
+    assert res.exit_code == 1 and "2013J is not in" in res.output
+    (folder / "vle.parquet").unlink()
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "vle.parquet is missing" in res.output
+    assert "Traceback" not in res.output
