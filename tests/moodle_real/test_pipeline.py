@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from typing import Any
 
@@ -26,7 +27,7 @@ from contracts import (
     decode,
     decode_event,
 )
-from tests.moodle_real.conftest import PHP, Pipeline, teacher_page, wait_for, ws
+from tests.moodle_real.conftest import PHP, Pipeline, teacher_page, teacher_session, wait_for, ws
 from tests.moodle_real.site import MoodleSite
 
 
@@ -240,3 +241,48 @@ def test_teacher_feedback_reaches_the_feedback_topic(
     assert json.loads(stored)["action"] == "contacted"
     alerts = [decode(RiskAlert, v) for v in pipeline.topic(TOPICS.alerts, idle_s=0.5)]
     assert any(a.alert_id == alert_id for a in alerts)
+
+
+def test_feedback_from_the_notification_link_and_the_privacy_api(
+    moodle: MoodleSite, course: dict[str, Any], pipeline: Pipeline, activity: dict[str, Any]
+) -> None:
+    """The notification's link asks to confirm, then records the answer; Moodle's privacy API
+    finds, exports and deletes alerts and feedback for the student and for the teacher."""
+    student = course["students"][1]
+    alert_id = moodle.sql(
+        "SELECT alertid FROM mdl_local_riskstream_alerts WHERE courseid = "
+        f"{course['course']} AND userid = {student} ORDER BY id LIMIT 1"
+    )[0][0]
+    link = next(n["fullmessage"] for n in activity["notifications"] if alert_id in n["fullmessage"])
+    url = re.search(r"(/local/riskstream/feedback\.php\?alert=\w+&action=notuseful)", link)
+    assert url, link
+    with teacher_session(moodle, course) as c:
+        confirm = c.get(url.group(1)).text
+        assert "Not useful" in confirm
+        sesskey = re.search(r'"sesskey":"([^"]+)"', confirm)
+        assert sesskey
+        done = c.post(
+            "/local/riskstream/feedback.php",
+            data={
+                "alert": alert_id,
+                "action": "notuseful",
+                "confirm": 1,
+                "sesskey": sesskey.group(1),
+            },
+        )
+        assert "Feedback saved" in done.text
+    assert moodle.sql(
+        f"SELECT action FROM mdl_local_riskstream_feedback WHERE alertid = '{alert_id}'"
+    ) == [["notuseful"]]
+
+    def privacy(user: int, *extra: str) -> dict[str, Any]:
+        out = moodle.php(PHP / "privacy.php", f"--user={user}", *extra)
+        return json.loads(out.splitlines()[-1])
+
+    teacher = privacy(course["teacher"])
+    assert teacher["compliant"] and teacher["contexts"]  # feedback given in the course
+    assert "notuseful" in teacher["exported"]
+    gone = privacy(student, "--delete")
+    assert gone["compliant"] and gone["contexts"]
+    assert alert_id in gone["exported"] and "notuseful" in gone["exported"]
+    assert gone["alerts_left"] == 0 and gone["feedback_left"] == 0
