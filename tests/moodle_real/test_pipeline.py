@@ -86,9 +86,17 @@ def activity(moodle: MoodleSite, course: dict[str, Any], pipeline: Pipeline) -> 
 
     def all_alerted() -> list[dict[str, Any]] | None:
         for name, proc in pipeline.procs.items():
-            assert proc.poll() is None, f"{name} exited {proc.returncode}"
-        got = notifications(moodle, course["teacher"])
-        return got if len(got) >= len(course["students"]) else None
+            if proc.poll() is not None:
+                out = proc.stdout.read() if proc.stdout else ""
+                raise AssertionError(f"{name} exited {proc.returncode}:\n{out[-3000:]}")
+        stored = moodle.sql(
+            "SELECT DISTINCT userid FROM mdl_local_riskstream_alerts "
+            f"WHERE courseid = {course['course']} AND alertid NOT LIKE 'digest%'"
+        )
+        if not set(course["students"]) <= {int(r[0]) for r in stored}:
+            return None
+        got = notifications(moodle, course["teacher"])  # one per stored alert
+        return got if len(got) >= len(stored) else None
 
     notes = wait_for(all_alerted, 150, "an alert per active student in the teacher's notifications")
     return {
@@ -214,7 +222,8 @@ def test_teacher_feedback_reaches_the_feedback_topic(
     student = course["students"][0]
     alert_id = moodle.sql(
         "SELECT alertid FROM mdl_local_riskstream_alerts WHERE courseid = "
-        f"{course['course']} AND userid = {student} ORDER BY id LIMIT 1"
+        f"{course['course']} AND userid = {student} AND alertid NOT LIKE 'digest%' "
+        "ORDER BY id LIMIT 1"
     )[0][0]
     got = ws(
         moodle,
@@ -251,9 +260,15 @@ def test_feedback_from_the_notification_link_and_the_privacy_api(
     student = course["students"][1]
     alert_id = moodle.sql(
         "SELECT alertid FROM mdl_local_riskstream_alerts WHERE courseid = "
-        f"{course['course']} AND userid = {student} ORDER BY id LIMIT 1"
+        f"{course['course']} AND userid = {student} AND alertid NOT LIKE 'digest%' "
+        "ORDER BY id LIMIT 1"
     )[0][0]
-    link = next(n["fullmessage"] for n in activity["notifications"] if alert_id in n["fullmessage"])
+
+    def note() -> str | None:
+        mine = notifications(moodle, course["teacher"])
+        return next((n["fullmessage"] for n in mine if alert_id in n["fullmessage"]), None)
+
+    link = wait_for(note, 60, "the teacher's notification about the alert")
     url = re.search(r"(/local/riskstream/feedback\.php\?alert=\w+&action=notuseful)", link)
     assert url, link
     with teacher_session(moodle, course) as c:
