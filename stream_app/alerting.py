@@ -14,7 +14,9 @@ on the end-of-day risk (calibrated), never on one event's provisional risk:
 4. **capacity**: a course gets at most ``day_cap`` of its students newly alerted on one
    day and ``week_cap`` in seven days, highest risk first (``admit``); a student over the
    capacity stays a candidate and is admitted on a later day if the risk holds. No wave
-   on the first allowed day, no morning with half a class in a teacher's inbox.
+   on the first allowed day, no morning with half a class in a teacher's inbox. A day's
+   candidates are admitted once the day is over for every student (the course-clock sweep
+   has closed it), so the same events give the same alerts whatever the batching.
 
 ``medium`` is *watch*: the student's level on the at-risk list and in the risk scores,
 never an alert message. Kept free of I/O so the policy is property-tested on its own
@@ -142,13 +144,30 @@ def raised(state: AlertState, day: int) -> AlertState:
 
 
 def capacity(
-    enrolled: int, per_day: dict[int, int], day: int, th: ThresholdsLike
+    enrolled: int,
+    per_day: dict[int, int],
+    day: int,
+    th: ThresholdsLike,
+    part: int = 0,
+    parts: int = 1,
 ) -> int:
-    """New alerts a course may still get on ``day``: at most ``day_cap`` of ``enrolled``
-    that day and ``week_cap`` over the seven days ending that day (at least one a day, so a
-    small course is not silenced)."""
-    day_max = max(1, math.floor(th.day_cap * enrolled))
-    week_max = max(1, math.floor(th.week_cap * enrolled))
+    """New alerts one partition's share of a course may still get on ``day``: at most
+    ``day_cap`` of its ``enrolled`` students that day and ``week_cap`` over the seven days
+    ending that day.
+
+    Each partition decides alone (deterministically, whatever the batching), so the course's
+    limits are split: the fractional share is dithered across partitions and rotated weekly,
+    ``floor(cap * n + (((part + week) % parts) + 0.5) / parts)``, which sums to the course's
+    limit over the partitions. With one partition a course gets at least one a day, so a
+    small course is not silenced.
+    """
+    if parts <= 1:
+        day_max = max(1, math.floor(th.day_cap * enrolled))
+        week_max = max(1, math.floor(th.week_cap * enrolled))
+    else:
+        phase = (((part + day // 7) % parts) + 0.5) / parts
+        day_max = math.floor(th.day_cap * enrolled + phase)
+        week_max = math.floor(th.week_cap * enrolled + phase)
     week = sum(n for d, n in per_day.items() if day - 7 < d <= day)
     return max(0, min(day_max - per_day.get(day, 0), week_max - week))
 

@@ -60,12 +60,13 @@ from stream_app.state import (
     BatchWrite,
     StudentKey,
     StudentState,
+    candidates_key,
+    caps_key,
     decode_state,
     default_calendar,
     encode_state,
     ensure_calendars,
     read_batch,
-    read_caps,
     write_batch,
 )
 
@@ -142,6 +143,8 @@ class _Student:
     commit_req: list[int] = field(default_factory=list)  # indices into commit requests
     commit_days: list[int] = field(default_factory=list)  # course day of each commit request
     left: bool = False  # an unenrolment was applied this batch
+    created: int | None = None  # course day the student's state was created this batch
+    rejoined: int | None = None  # course day an unenrolled student enrolled again
     # alert-policy observations in order: (_EVENT, applied index, day, event id) or
     # (_COMMIT, seq index, day, last applied id) for a committed day without events
     obs: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -471,6 +474,9 @@ class Processor:
             target = self._clock[(site, course, partition)] - self.sweep_lag_days
             if target > self._swept.get((site, course, partition), -1):
                 await self.sweep(site, course, partition, target, rep)
+                # every day before ``target`` is now closed for all of the partition's
+                # students: their candidates can be admitted
+                await self._release(site, course, partition, target - 1, rep)
                 self._swept[(site, course, partition)] = target
 
     async def sweep(
@@ -525,11 +531,13 @@ class Processor:
         returning one is enrolled again. An unenrolment ends alerting for the student."""
         a = s.st.alert
         if ev.eventname == UNENROLMENT_EVENTNAME:
-            s.st.alert = AlertState(a.armed, a.last_day, a.level, day)
-            s.left = True
+            if a.left is None:
+                s.st.alert = AlertState(a.armed, a.last_day, a.level, day)
+                s.left = True
         elif a.left is not None:
             s.st.alert = AlertState(a.armed, a.last_day, a.level, None)
             s.left = False
+            s.rejoined = day
 
     def _prepare(self, s: _Student, handle: ModelHandle, day: int, enrolled: bool = False) -> int:
         """Before a student's first applied event of the batch: start a new student, or
@@ -544,6 +552,7 @@ class Processor:
         shapes_ok = all(k in ms and ms[k].size == n for k, n in handle.sizes.items())
         if st.is_new:
             s.init = True
+            s.created = day
             st.day = min(self.first_day, day)
             st.d0 = day if enrolled else 0
             st.acc = fz.empty_accumulator()
@@ -707,59 +716,140 @@ class Processor:
         created: datetime,
         write: BatchWrite,
     ) -> list[RiskAlert]:
-        """The alert policy over every closed day of the batch, day-major: each student's
-        end-of-day observation (``decide``), then per course the day's candidates admitted
-        by risk within the course's capacity (``admit``), read from Redis only when a
-        candidate exists (rarely) and counted in the batch's atomic write."""
-        by_day: dict[int, list[tuple[int, int, int]]] = {}
+        """Each student's closed days through ``decide`` (re-arming, candidacy); candidates
+        go to the day's candidate set of their course and partition, admitted later by
+        ``_release`` once the day is over for everyone. Enrolment counts per day feed the
+        capacity. Returns no alerts itself (kept async and list-typed for the hook)."""
+        parts = self.sweep_partitions
         for r, s in enumerate(active):
+            site, course, user = s.key
+            part = self._partition_of(site, user) if parts else 0
+            ck = caps_key(site, course, part)
+            if s.created is not None:
+                write.hincrs.append((ck, f"n{max(s.created, 0)}", 1))
+            if s.rejoined is not None:
+                write.hincrs.append((ck, f"n{max(s.rejoined, 0)}", 1))
+            if s.left and s.st.alert.left is not None:
+                write.hincrs.append((ck, f"u{s.st.alert.left}", 1))
             for kind, idx, day, trigger in s.obs:
-                if kind == _COMMIT:
-                    by_day.setdefault(day, []).append((r, idx - s.rewarm, trigger))
-        if not by_day:
-            return []
-
-        def observe(r: int, j: int, day: int) -> Any:
-            s = active[r]
-            pos = traj_base[r] + j
-            recent = s.st.traj[max(0, pos - th.persist_days + 1) : pos + 1].astype(np.float32)
-            return decide(s.st.alert, recent.tolist(), day, day - s.st.d0 + 1, th)
-
-        # dry run: which courses have a candidate at all (decisions are pure)
-        cand_courses = set()
-        for day in sorted(by_day):
-            for r, j, _t in by_day[day]:
-                if observe(r, j, day).candidate:
-                    cand_courses.add((active[r].key.site, active[r].key.course))
-        caps: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
-        if cand_courses:
-            courses = sorted(cand_courses)
-            caps = await self._retry("redis.caps", lambda: read_caps(self.redis, courses))
-        alerts: list[RiskAlert] = []
-        for day in sorted(by_day):
-            cands: dict[tuple[str, int], list[tuple[float, int]]] = {}
-            trig: dict[int, tuple[int, int]] = {}
-            for r, j, trigger in by_day[day]:
-                s = active[r]
-                dec = observe(r, j, day)
+                if kind != _COMMIT:
+                    continue
+                pos = traj_base[r] + idx - s.rewarm
+                recent = s.st.traj[max(0, pos - th.persist_days + 1) : pos + 1]
+                dec = decide(
+                    s.st.alert, recent.astype(np.float32).tolist(), day, day - s.st.d0 + 1, th
+                )
                 s.st.alert = dec.state
-                if dec.candidate:
-                    cands.setdefault((s.key.site, s.key.course), []).append((dec.held, r))
-                    trig[r] = (trigger, j)
-            for course, cs in sorted(cands.items()):
-                enrolled, per_day = caps.get(course, (0, {}))
-                room = capacity(max(enrolled, len(cs)), per_day, day, th)
-                for r in admit(cs, room):
-                    s = active[r]
-                    s.st.alert = raised(s.st.alert, day)
-                    per_day[day] = per_day.get(day, 0) + 1
-                    write.caps[(course[0], course[1], day)] = (
-                        write.caps.get((course[0], course[1], day), 0) + 1
+                if dec.candidate and parts:
+                    write.zadds.append(
+                        (candidates_key(site, course, part, day), dec.held, f"{user}:{trigger}")
                     )
-                    trigger, j = trig[r]
-                    risk = day_risks[r][j]
-                    alerts.append(self._alert(s, handle, day, trigger, risk, th, created))
-                caps[course] = (enrolled, per_day)
+        return []
+
+    def _partition_of(self, site: str, user: int) -> int:
+        part = self._partition_cache.get((site, user))
+        if part is None:
+            part = (murmur2(f"{site}:{user}".encode()) & 0x7FFFFFFF) % self.sweep_partitions
+            if len(self._partition_cache) > 1_000_000:
+                self._partition_cache.clear()
+            self._partition_cache[(site, user)] = part
+        return part
+
+    async def _release(
+        self, site: str, course: int, partition: int, upto: int, rep: BatchReport
+    ) -> list[RiskAlert]:
+        """Admit the candidates of every closed day up to ``upto`` not released yet, day by
+        day, highest held risk first within the partition's share of the course's capacity
+        (``alerting.capacity``); publish the alerts, then one atomic write: the admitted
+        students' alert state, the day's count, the released day, the spent candidate sets.
+        A crash before the write replays the same release with the same alert ids."""
+        handle = self.model
+        th = handle.loaded.thresholds
+        ck = caps_key(site, course, partition)
+        raw = await self._retry("redis.caps", lambda: self.redis.hgetall(ck))
+        caps = {k.decode(): int(v) for k, v in raw.items()}
+        first = max(caps.get("rel", -1) + 1, th.min_days)
+        if first > upto:
+            return []
+        days = list(range(first, upto + 1))
+        pipe = self.redis.pipeline(transaction=False)
+        for d in days:
+            pipe.zrange(candidates_key(site, course, partition, d), 0, -1, withscores=True)
+        cand_raw = await self._retry("redis.candidates", pipe.execute)
+        per_day = {int(k[1:]): v for k, v in caps.items() if k[0] == "a"}
+        n_add = {int(k[1:]): v for k, v in caps.items() if k[0] == "n"}
+        n_del = {int(k[1:]): v for k, v in caps.items() if k[0] == "u"}
+        picked: list[tuple[int, int, int, float]] = []  # (day, user, trigger, held)
+        chosen_users: dict[int, int] = {}
+        for d, members in zip(days, cand_raw, strict=True):
+            if not members:
+                continue
+            enrolled = sum(v for k, v in n_add.items() if k <= d)
+            enrolled -= sum(v for k, v in n_del.items() if k < d)
+            cands: list[tuple[float, int]] = []
+            trig: dict[int, int] = {}
+            for member, score in members:
+                user_s, trigger_s = member.decode().split(":")
+                user = int(user_s)
+                last = chosen_users.get(user)
+                if last is not None and d - last < max(th.cooldown_days, 1):
+                    continue
+                cands.append((float(score), user))
+                trig[user] = int(trigger_s)
+            room = capacity(
+                max(enrolled, 1), per_day, d, th, partition, max(self.sweep_partitions, 1)
+            )
+            for user in admit(cands, room):
+                score = next(sc for sc, u in cands if u == user)
+                picked.append((d, user, trig[user], score))
+                chosen_users[user] = d
+                per_day[d] = per_day.get(d, 0) + 1
+        write = BatchWrite()
+        write.hsets.append((ck, "rel", upto))
+        write.dels.extend(candidates_key(site, course, partition, d) for d in days)
+        alerts: list[RiskAlert] = []
+        if picked:
+            keys = sorted({StudentKey(site, course, u) for _, u, _, _ in picked})
+            read = await self._retry(
+                "redis.read", lambda: read_batch(self.redis, keys, [(site, course)])
+            )
+            cal_raw = read.calendars.get((site, course))
+            if cal_raw is None:
+                return []
+            cal = self._calendar(cal_raw)
+            students = {}
+            for k in keys:
+                st = self._decode(read.states.get(k) or {}, handle)
+                students[k] = _Student(k, st, cal, read.profiles.get(k))
+            created = datetime.fromtimestamp(self.clock(), UTC)
+            for d, user, trigger, held in picked:
+                s = students[StudentKey(site, course, user)]
+                if s.st.is_new or s.st.alert.left is not None:
+                    continue  # unenrolled since (or state gone): no alert
+                if s.st.alert.last_day is not None and d - s.st.alert.last_day < max(
+                    th.cooldown_days, 1
+                ):
+                    continue
+                s.st.alert = raised(s.st.alert, d)
+                alerts.append(self._alert(s, handle, d, trigger, held, th, created))
+                write.hincrs.append((ck, f"a{d}", 1))
+            for k, s in students.items():
+                write.states[k] = {"alert": s.st.alert.to_json()}
+            if alerts and self.explainer is not None:
+                alerts = await self._explain(alerts, list(students.values()), handle)
+        out = []
+        for al in alerts:
+            payload = encode(al)
+            out.append(OutRecord(TOPICS.alerts, f"{al.site}:{al.user_id}".encode(), payload))
+            write.alerts.append(payload)
+        if out:
+            await self._retry("kafka.publish", lambda: self.publisher.publish(out))
+            done = self.clock()
+            for al in alerts:
+                self.metrics.event_to_alert.observe(max(0.0, done - al.event_time.timestamp()))
+                self.metrics.alerts.labels(al.level.value).inc()
+        await self._retry("redis.write", lambda: write_batch(self.redis, write))
+        rep.alerts += alerts
         return alerts
 
     @staticmethod

@@ -13,8 +13,11 @@ Layout (documented in ARCHITECTURE.md, read by the API):
 - ``rs:rank:{site}:{course}`` sorted set user -> risk; ``rs:alerts`` stream of RiskAlert JSON;
   ``rs:cal:{site}:{course}`` CourseCalendar JSON; ``rs:prof:{site}:{course}:{user}``
   StudentProfile JSON; ``rs:courses:{site}`` set of course ids.
-- ``rs:cap:{site}:{course}`` hash course day -> act-on alerts raised that day (the alert
-  policy's per-course capacity; written in the batch's atomic write).
+- ``rs:cap:{site}:{course}:{partition}`` hash, the alert policy's book per course and
+  partition: ``n{day}`` students enrolled (state created) that day, ``u{day}`` unenrolled,
+  ``a{day}`` act-on alerts admitted, ``rel`` last course day released;
+  ``rs:cand:{site}:{course}:{partition}:{day}`` sorted set ``user:trigger`` -> held risk,
+  the day's candidates until released.
 
 The batch write is one MULTI/EXEC transaction, so a batch's states, ranks and alert-stream
 entries land together or not at all.
@@ -71,8 +74,12 @@ def courses_key(site: str) -> str:
     return f"rs:courses:{site}"
 
 
-def caps_key(site: str, course: int) -> str:
-    return f"rs:cap:{site}:{course}"
+def caps_key(site: str, course: int, partition: int) -> str:
+    return f"rs:cap:{site}:{course}:{partition}"
+
+
+def candidates_key(site: str, course: int, partition: int, day: int) -> str:
+    return f"rs:cand:{site}:{course}:{partition}:{day}"
 
 
 def rank_key(site: str, course: int) -> str:
@@ -212,10 +219,18 @@ local maxlen = nxt()
 for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
 n = tonumber(nxt())
 for _ = 1, n do
-  local key = nxt(); local day = nxt(); redis.call('HINCRBY', key, day, tonumber(nxt()))
+  local key = nxt(); local f = nxt(); redis.call('HINCRBY', key, f, tonumber(nxt()))
 end
 n = tonumber(nxt())
 for _ = 1, n do local key = nxt(); redis.call('ZREM', key, nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local score = nxt(); redis.call('ZADD', key, score, nxt())
+end
+n = tonumber(nxt())
+for _ = 1, n do local key = nxt(); local f = nxt(); redis.call('HSET', key, f, nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do redis.call('DEL', nxt()) end
 return 1
 """
 
@@ -284,29 +299,16 @@ async def ensure_calendars(
     return {c: res[len(order) + i] for i, c in enumerate(order)}
 
 
-async def read_caps(
-    r: aredis.Redis, courses: list[tuple[str, int]]
-) -> dict[tuple[str, int], tuple[int, dict[int, int]]]:
-    """Per course: students on the ranking (enrolled) and act-on alerts per course day."""
-    pipe = r.pipeline(transaction=False)
-    for site, course in courses:
-        pipe.zcard(rank_key(site, course))
-        pipe.hgetall(caps_key(site, course))
-    res = await pipe.execute()
-    out: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
-    for i, c in enumerate(courses):
-        per_day = {int(k): int(v) for k, v in (res[2 * i + 1] or {}).items()}
-        out[c] = (int(res[2 * i]), per_day)
-    return out
-
-
 @dataclass
 class BatchWrite:
     states: dict[StudentKey, dict[str, bytes | str | int | float]] = field(default_factory=dict)
     ranks: dict[StudentKey, float] = field(default_factory=dict)
     alerts: list[bytes] = field(default_factory=list)
-    caps: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (site, course, day)
     unranks: list[StudentKey] = field(default_factory=list)  # unenrolled: off the ranking
+    hincrs: list[tuple[str, str, int]] = field(default_factory=list)  # policy book counts
+    zadds: list[tuple[str, float, str]] = field(default_factory=list)  # alert candidates
+    hsets: list[tuple[str, str, Any]] = field(default_factory=list)
+    dels: list[str] = field(default_factory=list)
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
@@ -324,12 +326,20 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     for site, course in courses:
         args += [courses_key(site), course]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
-    args.append(len(w.caps))
-    for (site, course, day), n in w.caps.items():
-        args += [caps_key(site, course), day, n]
+    args.append(len(w.hincrs))
+    for key, f, n in w.hincrs:
+        args += [key, f, n]
     args.append(len(w.unranks))
     for k in w.unranks:
         args += [k.rank_key, str(k.user)]
+    args.append(len(w.zadds))
+    for key, score, member in w.zadds:
+        args += [key, repr(float(score)), member]
+    args.append(len(w.hsets))
+    for key, f, v in w.hsets:
+        args += [key, f, v]
+    args.append(len(w.dels))
+    args += w.dels
     await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
 
 

@@ -99,8 +99,9 @@ def test_no_wave_capacity_spreads_alerts_by_risk(
         assert week <= max(1, int(0.10 * enrolled))  # 4 a week
     assert len({a.user_id for a in alerts}) == len(alerts)  # one alert per student
     assert min(per_day) == 7 and len(alerts) >= 4
-    caps = {int(k): int(v) for k, v in redis_client.hgetall("rs:cap:s1:7").items()}
-    assert caps == dict(per_day)
+    book = {k.decode(): int(v) for k, v in redis_client.hgetall("rs:cap:s1:7:0").items()}
+    assert {int(k[1:]): v for k, v in book.items() if k[0] == "a"} == dict(per_day)
+    assert book["n0"] == N + 1 and book["rel"] >= 30  # everyone enrolled on day 0
     # a replay in other batch sizes from scratch decides the same alerts
     redis_client.flushdb()
     _setup(redis_client)

@@ -32,13 +32,17 @@ def _batches() -> list[list]:  # type: ignore[type-arg]
     return out
 
 
-def _run(url: str, handle, sweep: bool, stop_after: int | None = None):  # type: ignore[no-untyped-def]
+def _run(url: str, handle, sweep: bool, stop_after: int | None = None, merge: int = 1):  # type: ignore[no-untyped-def]
     pub = ListPublisher()
+    batches = _batches()[:stop_after]
+    batches = [
+        [r for b in batches[i : i + merge] for r in b] for i in range(0, len(batches), merge)
+    ]
 
     async def go() -> None:
         r = connect(url)
         proc = Processor(r, pub, handle, sweep_partitions=1 if sweep else 0)
-        for b in _batches()[:stop_after]:
+        for b in batches:
             await proc.process(b)
         await r.aclose()
 
@@ -84,7 +88,7 @@ def test_sweep_advances_idle_students_and_matches_the_unswept_outcome(
         np.testing.assert_allclose(s1.traj.astype(float), s2.traj.astype(float), atol=1e-3)
 
 
-def test_sweep_alerts_equal_unswept_alerts(
+def test_sweep_alerts_do_not_depend_on_the_batching(
     stack: Stack, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     # min_days 7: both alert on course day 7 (A on an event's day, B on an empty day); no
@@ -94,10 +98,10 @@ def test_sweep_alerts_equal_unswept_alerts(
     )
     cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
     got = {}
-    for sweep in (True, False):
+    for merge in (1, 4):
         redis_client.flushdb()
         redis_client.set("rs:cal:s1:7", encode(cal))
-        pub = _run(stack.redis_url, handle, sweep=sweep)
-        got[sweep] = {(a.user_id, a.day, a.alert_id) for a in pub.alerts()}
-    assert got[True] == got[False]
-    assert {(u, d) for u, d, _ in got[True]} == {(A, 7), (B, 7)}
+        pub = _run(stack.redis_url, handle, sweep=True, merge=merge)
+        got[merge] = {(a.user_id, a.day, a.alert_id) for a in pub.alerts()}
+    assert got[1] == got[4]
+    assert {(u, d) for u, d, _ in got[1]} == {(A, 7), (B, 7)}
