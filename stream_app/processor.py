@@ -427,10 +427,6 @@ class Processor:
             rep.inference_s += time.perf_counter() - ti
             self.metrics.inference_seconds.observe(time.perf_counter() - ti)
             alerts = await self._apply(active, res, commit_vec, applied, handle, now, write, out)
-            gate = self.feedback_gate
-            if alerts and gate is not None:
-                raised = alerts
-                alerts = await self._retry("redis.feedback", lambda: gate(raised))
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, active, handle)
             for al in alerts:
@@ -835,6 +831,10 @@ class Processor:
                 write.hincrs.append((ck, f"a{d}", 1))
             for k, s in students.items():
                 write.states[k] = {"alert": s.st.alert.to_json()}
+            gate = self.feedback_gate  # teachers' feedback: contacted students held back
+            if alerts and gate is not None:
+                admitted = alerts
+                alerts = await self._retry("redis.feedback", lambda: gate(admitted))
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, list(students.values()), handle)
         out = []

@@ -101,8 +101,9 @@ def course(moodle: MoodleSite, service: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped model imported by the CLI (issue item 9), then a constant-risk model in
-    service. The course started 10 days ago, so a student's first event commits days 0-8 and
-    the end of day 8 alerts (no minimum, one day of persistence, no capacity limit)."""
+    service. The course started 10 days ago, so a student's first event commits days 0-8,
+    day 8 makes them a candidate and the sweep (lag 0) admits them once the partition is on
+    day 9 (no minimum, one day of persistence, no capacity limit)."""
     from models.registry import Registry, Thresholds
     from models.testing import tiny_model
 
@@ -188,6 +189,9 @@ def pipeline(
         RISKSTREAM_STREAM_GROUP=f"worker-{course['tag']}",
         RISKSTREAM_CONNECTOR_SINK_GROUP=f"sink-{course['tag']}",
         RISKSTREAM_DEVICE="cpu",
+        # alerts are admitted at the course-clock sweep once a day is over for the partition
+        RISKSTREAM_STREAM_SWEEP="true",
+        RISKSTREAM_STREAM_SWEEP_LAG_DAYS="0",
     )
     p = Pipeline(site=site, env=env, redis=client, bootstrap=stack.bootstrap)
     for name, args in (("worker", ["worker"]), ("connector", ["connector", "run"])):
