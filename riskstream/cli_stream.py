@@ -45,6 +45,7 @@ def _config(s: Settings, device: str) -> Any:
         session_timeout_ms=s.stream_session_timeout_ms,
         sweep=s.stream_sweep,
         sweep_lag_days=s.stream_sweep_lag_days,
+        feedback=s.stream_feedback,
     )
 
 

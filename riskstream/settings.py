@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         "the alert policy decides on closed days",
     )
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
+    stream_feedback: bool = Field(
+        default=False, description="Keep teachers' feedback and hold back contacted students"
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -46,6 +46,7 @@ class WorkerConfig:
     torch_threads: int = 1
     sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
     sweep_lag_days: int = 1
+    feedback: bool = False  # teachers' feedback: store it, hold back contacted students
 
 
 class Runtime:
@@ -81,10 +82,13 @@ class Runtime:
             metrics=self.metrics,
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
-            feedback_gate=FeedbackGate(self.redis, handle.loaded.thresholds.cooldown_days),
+            feedback_gate=FeedbackGate(self.redis, handle.loaded.thresholds.cooldown_days)
+            if cfg.feedback
+            else None,
         )
-        consumer = FeedbackConsumer(cfg.bootstrap, self.redis, f"{cfg.group}-feedback")
-        self._feedback = asyncio.create_task(consumer.run(self._feedback_stop))
+        if cfg.feedback:  # opt-in (RISKSTREAM_STREAM_FEEDBACK): see ARCHITECTURE, feedback
+            consumer = FeedbackConsumer(cfg.bootstrap, self.redis, f"{cfg.group}-feedback")
+            self._feedback = asyncio.create_task(consumer.run(self._feedback_stop))
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
         self.metrics.serve(cfg.metrics_port)

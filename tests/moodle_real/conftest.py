@@ -34,6 +34,7 @@ from tests.moodle_real.site import MoodleSite, unavailable_reason
 
 PHP = Path(__file__).resolve().parent / "php"
 SETUP = "local/riskstream/cli/setup.php"
+DAY_ENDS_IN = 35.0  # worker + connector start and the first round of activity fit in it
 TOKEN_LINE = re.compile(r"^RISKSTREAM_MOODLE_TOKEN=([0-9a-f]{32})$", re.M)
 
 
@@ -128,6 +129,7 @@ class Pipeline:
     env: dict[str, str]
     redis: redis.Redis
     bootstrap: str
+    day_ends: float = 0.0  # unix time at which the course's current day ends
     procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -172,8 +174,16 @@ def pipeline(
     stack: Stack,
 ) -> Iterator[Pipeline]:
     """Worker + connector (poller, sink, feedback) running; the cursor starts just before the
-    session's course was made, so a reused site's older courses are not replayed."""
+    session's course was made, so a reused site's older courses are not replayed.
+
+    Alerts are admitted when a course day is over for a partition, so the course's start is
+    moved (before the connector reads it) to end a course day DAY_ENDS_IN seconds from now."""
     site = f"moodle-{course['tag']}"
+    day_ends = time.time() + DAY_ENDS_IN
+    moodle.sql(
+        f"UPDATE mdl_course SET startdate = {int(day_ends) - 10 * 86400} "
+        f"WHERE id = {course['course']}"
+    )
     asyncio.run(ensure_topics(stack.bootstrap, TOPICS.all()))
     client = redis.Redis.from_url(stack.redis_url)
     client.set(f"rs:cursor:{site}", course["log_start"])
@@ -192,8 +202,9 @@ def pipeline(
         # alerts are admitted at the course-clock sweep once a day is over for the partition
         RISKSTREAM_STREAM_SWEEP="true",
         RISKSTREAM_STREAM_SWEEP_LAG_DAYS="0",
+        RISKSTREAM_STREAM_FEEDBACK="true",
     )
-    p = Pipeline(site=site, env=env, redis=client, bootstrap=stack.bootstrap)
+    p = Pipeline(site=site, env=env, redis=client, bootstrap=stack.bootstrap, day_ends=day_ends)
     for name, args in (("worker", ["worker"]), ("connector", ["connector", "run"])):
         p.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "riskstream", *args],

@@ -3,8 +3,10 @@
 Students view the course and a page, attempt the quiz (answer right: 10/10) and submit the
 assignment with their own mobile-app tokens; the teacher browses too. The model in service
 gives every scored student risk 0.9 and the course started 10 days ago, so a student's first
-event commits the empty days before it and the end of day 8 alerts: one alert per scored
-student must reach the teacher.
+event commits the empty days before it and makes them a candidate; candidates are admitted
+when a course day is over for their partition, so the students view the course again once
+the day (moved to end during the test) is over. One alert per active student must reach the
+teacher.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def activity(moodle: MoodleSite, course: dict[str, Any], pipeline: Pipeline) -> 
     act(moodle, course, course["teacher"])
     for s in course["students"]:
         act(moodle, course, s)
+    assert time.time() < pipeline.day_ends, "the first round ran past the course day's end"
+    time.sleep(max(0.0, pipeline.day_ends - time.time()) + 1.0)
+    for s in course["students"]:  # the next course day: the sweep closes the previous one
+        ws(moodle, course["tokens"][s], "core_course_view_course", courseid=course["course"])
     acted = time.monotonic()
 
     def all_alerted() -> list[dict[str, Any]] | None:
