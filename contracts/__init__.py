@@ -18,6 +18,7 @@ from contracts.events import (
     is_enrolment,
 )
 from contracts.feedback import FeedbackAction, TeacherFeedback
+from contracts.outcomes import CourseOutcome, OutcomeResult
 from contracts.topics import TOPICS, Topics
 from contracts.version import SCHEMA_VERSION
 from contracts.wire import ContractError, decode, decode_event, encode
@@ -32,10 +33,12 @@ __all__ = [
     "ContractError",
     "Contribution",
     "CourseCalendar",
+    "CourseOutcome",
     "DeadLetter",
     "Deadline",
     "FeedbackAction",
     "LmsEvent",
+    "OutcomeResult",
     "RiskAlert",
     "RiskLevel",
     "RiskScore",

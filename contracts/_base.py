@@ -20,6 +20,12 @@ UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 
 
 class WireModel(BaseModel):
-    """Frozen, strict about unknown fields, so a typo on the wire is an error, not silence."""
+    """Frozen, strict about unknown fields, so a typo on the wire is an error, not silence.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    Non-finite floats (NaN, +-Infinity) are refused in every float field: JSON cannot carry
+    them, and one of them turns a student's model state into NaN (issue 15).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, allow_inf_nan=False
+    )

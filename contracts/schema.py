@@ -10,6 +10,7 @@ from contracts.calendar import CourseCalendar, StudentProfile
 from contracts.deadletter import DeadLetter
 from contracts.events import LmsEvent
 from contracts.feedback import TeacherFeedback
+from contracts.outcomes import CourseOutcome
 from contracts.topics import TOPICS
 from contracts.version import SCHEMA_VERSION
 
@@ -22,6 +23,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str | None]] = {
     "teacher_feedback": (TeacherFeedback, TOPICS.feedback),
     "course_calendar": (CourseCalendar, None),
     "student_profile": (StudentProfile, None),
+    "course_outcome": (CourseOutcome, None),
 }
 
 

@@ -18,12 +18,14 @@ import numpy as np
 import torch
 
 from contracts import StudentProfile
+from models.analysis import analysis_sections
 from models.baselines import aggregate_features, make_baseline
 from models.dataset import DayTensors, build_day_tensors
 from models.evaluate import (
     CUTOFFS,
     CutoffPredictions,
     evaluate_models,
+    jsonable,
     roc_auc,
     threshold_for_precision,
 )
@@ -53,6 +55,7 @@ class EvalConfig:
     protected_version: str | None = None  # a registry model trained with protected attrs
     cache_dir: Path | None = None  # share the trainer's cached day tensors
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    analysis: bool = True  # report sections from models/analysis.py
 
 
 @dataclass
@@ -349,6 +352,19 @@ def run_evaluation(
         (train or val).tensors.x, loaded.spec.day_features
     )
     report["explanation_examples"] = _examples(loaded, val, preds[primary], cfg)
+    if cfg.analysis:  # importance, partial dependence, segments, drift (models/analysis.py)
+        say("analysis: permutation importance, partial dependence, segments, drift")
+        report.update(
+            jsonable(
+                analysis_sections(
+                    loaded,
+                    None if train is None else train.tensors,
+                    val.tensors,
+                    _static_for(loaded, val),
+                    cfg.cutoffs,
+                )
+            )
+        )
     write_report(report, out)
     with (out / "report.md").open("a") as fh:
         fh.write(fairness_markdown(report["fairness_at_worker_threshold"]))

@@ -141,6 +141,26 @@ def model_class(kind: str) -> type[nn.Module]:
     raise RegistryError(f"unknown model kind {kind!r}; expected 'lstm', 'cnn_lstm' or 'ensemble'")
 
 
+_CORE_FILES = frozenset(
+    {
+        "model.json",
+        "spec.json",
+        "thresholds.json",
+        "calibration.json",
+        "metrics.json",
+        "data.json",
+        "meta.json",
+    }
+)
+_EXTRA_RE = re.compile(r"^[a-z][a-z0-9_]{0,60}\.json$")
+
+
+def _extra_name(name: str) -> str:
+    if not _EXTRA_RE.match(name):
+        raise RegistryError(f"extra registry file names are lower_snake.json, got {name!r}")
+    return name
+
+
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -271,8 +291,12 @@ class Registry:
         parent: str | None = None,
         notes: str = "",
         calibration: DayBandCalibrator | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> str:
-        """Write a new version directory atomically; returns its name ("v0001", ...)."""
+        """Write a new version directory atomically; returns its name ("v0001", ...).
+
+        ``extras`` are more JSON files of the version (e.g. ``drift_reference.json``), written
+        in the same atomic step so a worker that hot-reloads the version sees them."""
         kind = getattr(model, "kind", None)
         config = getattr(model, "config", None)
         if not isinstance(kind, str) or not callable(config):
@@ -289,6 +313,8 @@ class Registry:
             _write_json(tmp / "data.json", data_summary)
             if calibration is not None and not calibration.identity:
                 _write_json(tmp / "calibration.json", calibration.to_dict())
+            for name, doc in (extras or {}).items():
+                _write_json(tmp / _extra_name(name), doc)
             version = self._place(
                 tmp,
                 {
@@ -351,6 +377,33 @@ class Registry:
                 continue  # someone published the same number first
             return version
         raise RegistryError(f"could not allocate a version directory in {self.root}")
+
+    def version_dir(self, version: str) -> Path:
+        d = self.root / version
+        if not _VERSION_RE.match(version) or not (d / "model.pt").is_file():
+            known = ", ".join(self._version_dirs()) or "none"
+            raise RegistryError(f"model version {version} not found in {self.root} (have: {known})")
+        return d
+
+    def read_extra(self, version: str, name: str) -> Any | None:
+        """A version's extra JSON file (``drift_reference.json``, ``promotion.json``, ...),
+        or None when the version has none."""
+        path = self.root / version / _extra_name(name)
+        if not _VERSION_RE.match(version) or not path.is_file():
+            return None
+        return _read_json(path)
+
+    def attach(self, version: str, name: str, doc: object) -> Path:
+        """Add (or replace) an extra JSON file of an existing version, atomically; the
+        model files themselves never change after publishing."""
+        d = self.version_dir(version)
+        fname = _extra_name(name)
+        if fname in _CORE_FILES:
+            raise RegistryError(f"{fname} is part of the model itself and cannot be replaced")
+        tmp = d / f".{fname}.tmp"
+        _write_json(tmp, doc)
+        os.replace(tmp, d / fname)
+        return d / fname
 
     def set_current(self, version: str) -> None:
         if not (self.root / version / "model.pt").is_file():

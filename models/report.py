@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.evaluate import jsonable
+from models.report_analysis import analysis_markdown, analysis_plots
 
 PRIMARY_PREFERENCE = ("lstm", "cnn_lstm")
 
@@ -227,6 +228,7 @@ def write_markdown(report: Mapping[str, Any], path: Path, plots: Sequence[Path] 
     lines += _module_section(report)
     lines += _protected_section(report)
     lines += _examples_section(report)
+    lines += analysis_markdown(report)
     th = report.get("recommended_thresholds") or {}
     if th:
         lines += ["## Recommended alert thresholds", ""]
@@ -448,7 +450,7 @@ def _save(fig: Any, path: Path) -> Path:
 def write_report(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
     """Write report.json, the PNGs and report.md (which links them) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(report, out)
+    plots = write_plots(report, out) + analysis_plots(report, out)
     return {
         "json": write_json(report, out / "report.json"),
         "markdown": write_markdown(report, out / "report.md", plots),

@@ -38,6 +38,7 @@ from models.dataset import DayTensors, build_day_tensors
 from models.device import resolve_device
 from models.features import DEFAULT_SPEC, FeatureSpec, Featurizer
 from models.oulad import Oulad
+from models.reference import reference_files
 from models.registry import Registry, Thresholds, model_class
 
 CUTOFFS: tuple[int, ...] = (14, 28, 56, 84, 112, 140, 168, 196)
@@ -734,6 +735,7 @@ def train(
         make_current=cfg.make_current,
         parent=cfg.finetune_from,
         notes=f"riskstream train --model {cfg.model}",
+        extras=reference_files(full_train, spec, cfg.seed),  # drift + segments (monitoring)
     )
     say("message", {"text": f"published {version} in {registry_root} ({wall:.0f} s)"})
     return TrainResult(version=version, metrics=metrics, thresholds=thresholds, wall_s=wall)

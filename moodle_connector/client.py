@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,16 @@ class _Token:
         return "'**********'"
 
     __str__ = __repr__
+
+
+_WSTOKEN_VALUE = re.compile(r"(wstoken[=:\"' ]+)[^&\s\"']+", re.I)
+
+
+def redact(text: str, token: str) -> str:
+    """Blank ``token`` wherever it appears in ``text``, and any ``wstoken=`` value."""
+    if token:
+        text = text.replace(token, "**********")
+    return _WSTOKEN_VALUE.sub(r"\1**********", text)
 
 
 class MoodleClient:
@@ -189,17 +200,24 @@ class MoodleClient:
             function=function,
         )
 
+    def _redact(self, text: str) -> str:
+        """``text`` from upstream with the token (and any ``wstoken=`` value) blanked."""
+        return redact(text, self._token.reveal())
+
     def _parse(self, function: str, resp: httpx.Response) -> Any:
         try:
             body = resp.json()
         except ValueError:
-            snippet = resp.text[:200].replace("\n", " ")
+            snippet = self._redact(resp.text[:200].replace("\n", " "))
             raise MoodleError(
                 f"{function}: Moodle answered something that is not JSON ({snippet!r}); "
                 "is RISKSTREAM_MOODLE_URL the Moodle root?",
                 function=function,
             ) from None
         if isinstance(body, dict) and "exception" in body and "errorcode" in body:
+            # upstream text can echo the request (``Invalid token wstoken=...``): redacted
+            # before it reaches any message, log line or console
+            body = {k: self._redact(v) if isinstance(v, str) else v for k, v in body.items()}
             err = error_from_body(function, body)
             if (
                 isinstance(err, RecordMissing)

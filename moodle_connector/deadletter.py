@@ -17,16 +17,21 @@ def dead_letter(
     key: str | None = None,
 ) -> DeadLetter:
     """Keep the raw payload byte-exact where it was bytes, else as JSON text."""
-    if isinstance(payload, bytes | str):
-        text, enc = DeadLetter.text_of(payload)
-    else:
-        text, enc = json.dumps(payload, default=str, sort_keys=True), "utf-8"
+    raw = (
+        payload
+        if isinstance(payload, bytes | str)
+        else json.dumps(payload, default=str, sort_keys=True)
+    )
+    kept = DeadLetter.keep(raw)  # oversized: first bytes + size + sha256 (1 MB broker limit)
     return DeadLetter(
-        reason=reason,
+        reason=DeadLetter.short_reason(reason),
         error_type=type(error).__name__ if error else "",
         stage=stage,
         key=key,
-        payload=text,
-        payload_encoding=enc,
+        payload=kept.text,
+        payload_encoding=kept.encoding,
+        payload_truncated=kept.truncated,
+        payload_bytes=kept.size,
+        payload_sha256=kept.sha256,
         failed_at=datetime.now(UTC),
     )

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts import TOPICS, RiskAlert, decode, encode
+from contracts import TOPICS, LmsEvent, RiskAlert, decode, encode, is_enrolment
 from riskstream import alert_metrics
-from riskstream.replay import OuladSourceError, parse_selection, resolve_data_dir, write_context
+from riskstream.replay import load_oulad, write_context
 from riskstream.stack import free_port, redis_answers, redis_binary
 from stream_app.records import InRecord, OutRecord
 
@@ -128,12 +128,12 @@ def outcomes_table(o: Any, course_ids: list[int], users: set[int] | None) -> pd.
 async def _replay(
     url: str,
     handle: Any,
-    table: pd.DataFrame,
-    row_to_event: Callable[[Any], Any],
-    site: str,
+    events: Iterable[LmsEvent],
+    total: int,
     batch: int,
     progress: Progress | None,
     sweep_lag_days: int,
+    active: set[tuple[int, int]],
 ) -> CollectingPublisher:
     from stream_app.inference import InferenceEngine
     from stream_app.processor import Processor
@@ -154,11 +154,9 @@ async def _replay(
             sweep_lag_days=sweep_lag_days,
         )
         recs: list[InRecord] = []
-        total = len(table)
-        for i, row in enumerate(table.itertuples(index=False)):
-            ev = row_to_event(row)
-            if ev.site != site:
-                ev = ev.model_copy(update={"site": site})
+        for i, ev in enumerate(events):
+            if not is_enrolment(ev):
+                active.add((ev.course_id, ev.user_id))
             recs.append(InRecord(TOPICS.events, 0, i, ev.key, encode(ev), None))
             if len(recs) >= batch:
                 await proc.process(recs)
@@ -189,56 +187,28 @@ def evaluate_alerts(
     """Replay ``selection`` (e.g. ``2014B``, ``GGG/2014B``) and score the alerts."""
     import redis as redis_sync
 
-    from models.oulad import Oulad, row_to_event
     from stream_app.reload import load_handle
 
-    data_dir = resolve_data_dir(data_dir)
-    if not (data_dir / "studentVle.parquet").is_file():
-        raise OuladSourceError(
-            f"OULAD Parquet files not found in {data_dir}; pass --data DIR (a folder holding "
-            "studentVle.parquet and the other OULAD tables)"
-        )
-    module, presentation = parse_selection(selection)
-    o = Oulad(data_dir)
-    course_ids = [
-        c.course_id
-        for c in o.courses
-        if (module is None or c.module == module)
-        and (presentation is None or c.presentation == presentation)
-    ]
-    if not course_ids:
-        known = ", ".join(f"{c.module}/{c.presentation}" for c in o.courses)
-        raise OuladSourceError(f"no module-presentation matches {selection!r}; choose from {known}")
-    users: set[int] | None = None
-    if max_students:
-        e = o.enrolments[o.enrolments["course_id"].isin(course_ids)]
-        firsts = e.sort_values("user_id").groupby("course_id").head(max_students)
-        users = {int(u) for u in firsts["user_id"]}
-    handle = load_handle(registry_root, "cpu", version)
-    say(f"model {handle.version}; building the replay of {selection}")
-    table = o.event_table(module, presentation, users, enrolments=True)
     site = f"eval-{int(time.time())}"
-    cals = [c.model_copy(update={"site": site}) for cid, c in o.calendars().items()
-            if cid in course_ids]
-    profs = [
-        p.model_copy(update={"site": site})
-        for (cid, uid), p in o.profiles().items()
-        if cid in course_ids and (users is None or uid in users)
-    ]
-    outcomes = outcomes_table(o, course_ids, users)
-    active = table[table["kind"] == 0].groupby(["course_id", "user_id"]).size()
-    idx = pd.MultiIndex.from_arrays([outcomes["course_id"], outcomes["user_id"]])
-    outcomes["never_active"] = ~idx.isin(active.index)
+    src = load_oulad(data_dir, selection, site, max_students)  # enrolments included
+    handle = load_handle(registry_root, "cpu", version)
+    say(f"model {handle.version}; replaying {src.total:,} records of {selection}")
+    outcomes = outcomes_table(src.reader, src.course_ids, src.users)
     t0 = time.monotonic()
     with PrivateRedis() as rd:
         client = redis_sync.Redis.from_url(rd.url)
-        write_context(client, cals, profs)
+        write_context(client, src.calendars, src.profiles)
         client.close()
-        say(f"replaying {len(table):,} records through the worker's processor")
+        active: set[tuple[int, int]] = set()
         pub = asyncio.run(
-            _replay(rd.url, handle, table, row_to_event, site, batch, progress, sweep_lag_days)
+            _replay(rd.url, handle, src.events, src.total, batch, progress, sweep_lag_days,
+                    active)
         )
     wall = time.monotonic() - t0
+    outcomes["never_active"] = [
+        (c, u) not in active
+        for c, u in zip(outcomes["course_id"], outcomes["user_id"], strict=True)
+    ]
     rows = [
         {
             "course_id": a.course_id,
@@ -260,13 +230,13 @@ def evaluate_alerts(
         "model_version": handle.version,
         "thresholds": handle.loaded.thresholds.to_dict(),
         "calibrated": not handle.loaded.calibrator.identity,
-        "records": len(table),
+        "records": src.total,
         "wall_s": round(wall, 1),
-        "records_per_s": round(len(table) / wall, 1) if wall else None,
+        "records_per_s": round(src.total / wall, 1) if wall else None,
         "max_students": max_students or None,
         "dead_letters": pub.dead,
     }
-    return EvalResult(rep, alerts, len(table), wall)
+    return EvalResult(rep, alerts, src.total, wall)
 
 
 def write_report(res: EvalResult, out_dir: Path, title: str) -> list[Path]:

@@ -16,6 +16,7 @@ from riskstream import (
     cli_connector,
     cli_evaluate,
     cli_model,
+    cli_monitor,
     cli_ops,
     cli_replay,
     cli_stream,
@@ -57,7 +58,7 @@ def stack_from(s: Settings) -> Stack:
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)  # one line, whatever the width
     return typer.Exit(code)
 
 
@@ -136,9 +137,21 @@ def schema(
 def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
     """Round trip through the running stack: publish sample events and read them back."""
     s = _settings()
+    from aiokafka.errors import KafkaError
+
+    from riskstream.reachable import unreachable
     from riskstream.smoke import round_trip
 
-    got = asyncio.run(round_trip(s.kafka_bootstrap, n=n))
+    down = unreachable(kafka=s.kafka_bootstrap)
+    if down:
+        raise _fail(down)
+    try:
+        got = asyncio.run(round_trip(s.kafka_bootstrap, n=n))
+    except (KafkaError, OSError) as exc:
+        raise _fail(
+            f"round trip through Kafka at {s.kafka_bootstrap} failed ({type(exc).__name__}: "
+            f"{exc}); is the stack up (riskstream stack up)?"
+        ) from None
     table = Table("partition", "event id", "user", "course", "activity", "time")
     for part, ev in got:
         table.add_row(
@@ -161,6 +174,8 @@ app.add_typer(cli_api.api_app, name="api")
 app.add_typer(cli_model.model_app, name="model")
 app.command("train")(cli_train.train)
 app.command("calibrate")(cli_train.calibrate)
+app.add_typer(cli_monitor.monitor_app, name="monitor")
+app.command("retrain")(cli_monitor.retrain)
 app.command("evaluate")(cli_evaluate.evaluate)
 app.command("evaluate-alerts")(cli_alerts_eval.evaluate_alerts_command)
 app.command("replay")(cli_replay.replay_command)

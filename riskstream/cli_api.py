@@ -19,6 +19,7 @@ def config_from(s: Settings):  # type: ignore[no-untyped-def]
     from riskstream.api import ApiConfig
     from riskstream.api.auth import parse_key_hashes
     from riskstream.api.catalog import open_registry
+    from riskstream.api.monitoring import MonitorConfig
 
     pkey = s.api_pseudonym_key.get_secret_value()
     return ApiConfig(
@@ -29,6 +30,7 @@ def config_from(s: Settings):  # type: ignore[no-untyped-def]
         registry=open_registry(s.model_registry),
         kafka_bootstrap=s.kafka_bootstrap or None,
         stream_group=s.stream_group,
+        monitor=MonitorConfig(s.monitor_psi_alarm, s.monitor_ece_alarm, s.monitor_min_outcomes),
     )
 
 
@@ -80,7 +82,11 @@ def serve(
 
 
 @api_app.command("hash-key")
-def hash_key_cmd() -> None:
+def hash_key_cmd(
+    site: str = typer.Option(
+        "", "--site", help="Scope the key to one site (printed as SITE=digest); default: all"
+    ),
+) -> None:
     """Read an API key on stdin, print the sha256 digest for RISKSTREAM_API_KEY_HASHES."""
     from riskstream.api.auth import hash_key
 
@@ -90,4 +96,4 @@ def hash_key_cmd() -> None:
             "[bold red]error:[/] give the key on stdin, e.g. echo KEY | riskstream api hash-key"
         )
         raise typer.Exit(2)
-    typer.echo(hash_key(key))
+    typer.echo(f"{site}={hash_key(key)}" if site else hash_key(key))

@@ -57,7 +57,7 @@ def check(
     try:
         report = asyncio.run(go())
     except MoodleError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     from moodle_connector.run import CheckReport
 
@@ -143,18 +143,20 @@ def run(
     try:
         stats = asyncio.run(run_connector(cfg))
     except MoodleError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     except KafkaError as exc:
         console.print(
             f"[bold red]error:[/] Kafka at {s.kafka_bootstrap} is not reachable ({exc}); "
-            "start it (riskstream stack up) or set RISKSTREAM_KAFKA_BOOTSTRAP"
+            "start it (riskstream stack up) or set RISKSTREAM_KAFKA_BOOTSTRAP",
+            soft_wrap=True,
         )
         raise typer.Exit(1) from None
     except (RedisError, OSError) as exc:
         console.print(
             f"[bold red]error:[/] Redis at {s.redis_url} is not reachable ({exc}); "
-            "start it (riskstream stack up) or set RISKSTREAM_REDIS_URL"
+            "start it (riskstream stack up) or set RISKSTREAM_REDIS_URL",
+            soft_wrap=True,
         )
         raise typer.Exit(1) from None
     console.print(f"connector stopped: {stats}")

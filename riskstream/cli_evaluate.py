@@ -25,6 +25,9 @@ def evaluate(
         "", help="Registry version trained WITH protected attributes (fairness comparison)"
     ),
     examples: int = typer.Option(5, min=0, help="Explained example predictions in the report"),
+    analysis: bool = typer.Option(
+        True, help="Importance, partial dependence, segments and drift sections"
+    ),
     data: Path = typer.Option(
         None, "--data", help="OULAD-shaped Parquet folder (default RISKSTREAM_DATA_DIR)"
     ),
@@ -75,6 +78,7 @@ def evaluate(
         compare_versions=tuple(compare),
         protected_version=protected_version or None,
         explain_examples=examples,
+        analysis=analysis,
         cache_dir=s.cache_dir,
         validation=presentation,
         train_presentations=train,

@@ -31,8 +31,10 @@ from riskstream.replay import (
     load_jsonl,
     load_models_jsonl,
     load_oulad,
+    oulad_outcomes,
     replay,
     write_context,
+    write_outcomes,
 )
 
 console = Console()
@@ -155,6 +157,9 @@ def replay_command(
     profiles: Path | None = typer.Option(None, help="JSONL of StudentProfiles (files mode)"),
     site: str = typer.Option("", help="OULAD: site id on the events (default: settings' site)"),
     topic: str = typer.Option(TOPICS.events, help="Target topic"),
+    outcomes: bool = typer.Option(
+        True, help="OULAD: write the final results to Redis once every event was sent"
+    ),
 ) -> None:
     """Publish recorded events in time order, keyed by student, at a chosen pace.
 
@@ -167,6 +172,7 @@ def replay_command(
     s = _settings()
     pace = make_pace(days_per_s, rate)
     events: Iterable[LmsEvent]
+    src = None
     cals: list[CourseCalendar] = []
     profs: list[StudentProfile] = []
     derived: list[CourseCalendar] = []
@@ -232,6 +238,15 @@ def replay_command(
             "running (riskstream stack up) and RISKSTREAM_KAFKA_BOOTSTRAP right?"
         ) from None
     print_report(rep)
+    if src is not None and outcomes and not rep.interrupted and not rep.failed:
+        # the presentation is over in course time: its final results are the ground truth
+        # of live calibration (riskstream/api/monitoring.py)
+        client = redis.Redis.from_url(s.redis_url)
+        try:
+            n = write_outcomes(client, oulad_outcomes(src, site or s.site or "oulad"))
+        finally:
+            client.close()
+        console.print(f"redis: {n} final result(s) written to rs:outcome:{{site}}:{{course}}")
     if rep.failed:
         raise typer.Exit(1)
     if rep.interrupted:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from riskstream.logs import configure_logging
+from riskstream.reachable import unreachable
 from riskstream.settings import Settings, load_settings
 
 console = Console()
@@ -46,6 +47,10 @@ def _config(s: Settings, device: str) -> Any:
         sweep=s.stream_sweep,
         sweep_lag_days=s.stream_sweep_lag_days,
         feedback=s.stream_feedback,
+        sites=s.site_list,
+        max_id_jump=s.stream_max_id_jump,
+        metrics_host=s.stream_metrics_host,
+        monitor=s.stream_monitor,
     )
 
 
@@ -75,14 +80,23 @@ def worker(
             "`riskstream train` or set RISKSTREAM_MODEL_REGISTRY"
         )
         raise typer.Exit(1)
+    down = unreachable(kafka=s.kafka_bootstrap, redis_url=s.redis_url)
+    if down:
+        console.print(f"[bold red]error:[/] {down}", soft_wrap=True)
+        raise typer.Exit(1)
     if concurrency > 1:
         raise typer.Exit(_supervise(s, dev, concurrency, engine))
     cfg = _config(s, dev)
     if engine == "aiokafka":
+        from stream_app.processor import FatalError
         from stream_app.runtime import run_aiokafka
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_aiokafka(cfg))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_aiokafka(cfg))
+        except FatalError as exc:  # retrying cannot fix it: one line, nothing committed
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(70) from None
         return
     from stream_app.app import run_worker
 
@@ -128,9 +142,25 @@ def alerts_tail(
     can be published twice; it keeps its id).
     """
     s = _settings()
-    n = asyncio.run(
-        _tail(s.kafka_bootstrap, user, course, site, from_beginning, max_alerts, timeout, as_json)
-    )
+    down = unreachable(kafka=s.kafka_bootstrap)
+    if down:
+        console.print(f"[bold red]error:[/] {down}", soft_wrap=True)
+        raise typer.Exit(1)
+    from aiokafka.errors import KafkaError
+
+    try:
+        n = asyncio.run(
+            _tail(
+                s.kafka_bootstrap, user, course, site, from_beginning, max_alerts, timeout, as_json
+            )
+        )
+    except (KafkaError, OSError) as exc:
+        console.print(
+            f"[bold red]error:[/] reading alerts from Kafka at {s.kafka_bootstrap} failed "
+            f"({type(exc).__name__}: {exc}); is the stack up (riskstream stack up)?",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     if not as_json:
         console.print(f"{n} alert(s)")
 

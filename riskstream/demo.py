@@ -38,7 +38,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from contracts import TOPICS, ContractError, LmsEvent, RiskAlert, decode
-from riskstream.replay import OuladSource, Pace, load_oulad, replay, write_context
+from riskstream.replay import (
+    OuladSource,
+    Pace,
+    load_oulad,
+    oulad_outcomes,
+    replay,
+    write_context,
+    write_outcomes,
+)
 
 DEMO_SITE_PREFIX = "demo-"
 
@@ -388,12 +396,27 @@ class Demo:
                 live = asyncio.run(self._live(src))
             finally:
                 install_raise_handlers()
+            if not live.get("interrupted"):
+                self._write_outcomes(src)  # live calibration on /ui (riskstream/api)
             worker_exit = self.children.stop("worker")
             if worker_exit not in (0, None, -signal.SIGTERM):
                 self.console.print(f"[yellow]worker exited with {worker_exit}[/]")
             return self._summarize(src, version, live, time.monotonic() - t0)
         finally:
             self.children.stop_all()
+
+    def _write_outcomes(self, src: OuladSource) -> None:
+        """The replayed presentations are over: their final results go where live
+        calibration reads them (``rs:outcome:{site}:{course}``)."""
+        client = redis.Redis.from_url(self.cfg.redis_url)
+        try:
+            n = write_outcomes(client, oulad_outcomes(src, self.site))
+        except redis.RedisError as exc:
+            self.console.print(f"[yellow]final results not written: {exc}[/]")
+            return
+        finally:
+            client.close()
+        self.console.print(f"redis: {n} final results for live calibration (/ui, Model health)")
 
     def _load_source(self) -> OuladSource:
         t = time.monotonic()

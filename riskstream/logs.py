@@ -43,16 +43,21 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s")
     for noisy in ("aiokafka", "faust", "mode", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
+    # Tracebacks are plain text without local variables: the rich default dumped every
+    # local (student ids, model arrays) of every frame, thousands of lines per crash.
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([structlog.processors.format_exc_info] if json else []),
             scrub,
             renderer,
         ],

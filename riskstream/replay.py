@@ -31,6 +31,7 @@ from contracts import (
     TOPICS,
     ContractError,
     CourseCalendar,
+    CourseOutcome,
     DeadLetter,
     LmsEvent,
     StudentProfile,
@@ -50,6 +51,10 @@ def calendar_key(site: str, course_id: int) -> str:
 
 def profile_key(site: str, course_id: int, user_id: int) -> str:
     return f"rs:prof:{site}:{course_id}:{user_id}"
+
+
+def outcome_key(site: str, course_id: int) -> str:
+    return f"rs:outcome:{site}:{course_id}"
 
 
 def courses_key(site: str) -> str:
@@ -277,6 +282,56 @@ def write_context(
         flush_if(True)
     flush_if(False)
     return rep
+
+
+# --- outcomes (live calibration's ground truth) -----------------------------------------
+
+
+def oulad_outcomes(src: OuladSource, site: str) -> list[CourseOutcome]:
+    """The final result of every enrolment of an OULAD replay, as ``CourseOutcome``s
+    (withdrawn: day = date_unregistration, clamped at 0; final score from the assessments)."""
+    if src.reader is None:
+        return []
+    df = src.reader.outcomes()
+    df = df[df["course_id"].isin(src.course_ids)]
+    if src.users is not None:
+        df = df[df["user_id"].isin(src.users)]
+    out = []
+    for r in df.itertuples(index=False):
+        result = str(r.final_result).strip().lower()
+        if result not in ("pass", "distinction", "fail", "withdrawn"):
+            continue
+        wd = r.withdraw_day
+        score = r.final_score
+        out.append(
+            CourseOutcome(
+                site=site,
+                course_id=int(r.course_id),
+                user_id=int(r.user_id),
+                result=result,  # type: ignore[arg-type]
+                day=max(0, int(wd)) if result == "withdrawn" and wd == wd else None,
+                final=True,
+                final_score=None if score != score else float(min(max(score, 0.0), 1.0)),
+                source="oulad.final_result",
+            )
+        )
+    return out
+
+
+def write_outcomes(
+    client: redis.Redis, outcomes: Iterable[CourseOutcome], chunk: int = 2000
+) -> int:
+    """Store final results where live calibration reads them (``rs:outcome:{site}:{course}``,
+    field = user id); they replace a withdrawal the worker recorded earlier."""
+    n = 0
+    pipe = client.pipeline(transaction=False)
+    for o in outcomes:
+        pipe.hset(outcome_key(o.site, o.course_id), str(o.user_id), o.model_dump_json())
+        n += 1
+        if n % chunk == 0:
+            pipe.execute()
+    pipe.execute()
+    return n
 
 
 # --- the replay loop ---------------------------------------------------------------------

@@ -89,8 +89,35 @@ class Settings(BaseSettings):
     stream_feedback: bool = Field(
         default=False, description="Keep teachers' feedback and hold back contacted students"
     )
+    stream_metrics_host: str = Field(
+        default="127.0.0.1", description="Address the metrics port binds (0.0.0.0 = every one)"
+    )
+    stream_max_id_jump: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="Event ids this far above the site's highest applied id are dead-lettered",
+    )
+    sites: str = Field(
+        default="",
+        description="Comma-separated site ids the worker applies; others are dead-lettered "
+        "(empty = every site: any producer on the events topic can then create a site)",
+    )
+    stream_monitor: bool = Field(
+        default=True, description="Count day vectors for drift, record withdrawals (Redis)"
+    )
+    # Production monitoring (riskstream monitor / retrain, API drift and calibration routes)
+    monitor_psi_alarm: float = Field(default=0.25, gt=0, description="PSI that raises the alarm")
+    monitor_ece_alarm: float = Field(default=0.1, gt=0, description="Live ECE that is too high")
+    monitor_min_outcomes: int = Field(
+        default=200, ge=1, description="Known outcomes a calibration verdict needs"
+    )
     log_level: str = "INFO"
     log_json: bool = False
+
+    @property
+    def site_list(self) -> frozenset[str]:
+        """``sites`` as a set (empty = every site)."""
+        return frozenset(s.strip() for s in self.sites.split(",") if s.strip())
 
     @property
     def site_id(self) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any
@@ -24,15 +25,31 @@ from typing import Any
 import faust
 import structlog
 
+from stream_app.processor import FatalError
 from stream_app.records import InRecord
 from stream_app.runtime import Runtime, WorkerConfig
 
 log = structlog.get_logger("stream_app.app")
 EXIT_UNAPPLIED = 70
 _SHUTDOWN_GRACE_S = 5.0
+_DATADIRS: list[str] = []  # Faust needs a datadir; nothing is stored there, removed on exit
+
+
+def _remove_datadirs() -> None:
+    while _DATADIRS:
+        shutil.rmtree(_DATADIRS.pop(), ignore_errors=True)
+
+
+def _exit_unapplied() -> None:
+    """End without committing (the batch is replayed), leaving no temporary folder."""
+    _remove_datadirs()
+    sys.stderr.flush()
+    os._exit(EXIT_UNAPPLIED)
 
 
 def make_app(cfg: WorkerConfig) -> faust.App:
+    datadir = tempfile.mkdtemp(prefix="riskstream-faust-")
+    _DATADIRS.append(datadir)
     app = faust.App(
         cfg.group,
         broker=f"kafka://{cfg.bootstrap}",
@@ -48,7 +65,7 @@ def make_app(cfg: WorkerConfig) -> faust.App:
         topic_disable_leader=True,
         topic_allow_declare=False,
         web_enabled=False,
-        datadir=tempfile.mkdtemp(prefix="riskstream-faust-"),  # nothing is stored there
+        datadir=datadir,  # nothing is stored there
     )
     topic = app.topic(cfg.topic, key_type=bytes, value_type=bytes)
     rt = Runtime(cfg)
@@ -80,13 +97,14 @@ def make_app(cfg: WorkerConfig) -> faust.App:
                 done, _ = await asyncio.wait({task}, timeout=_SHUTDOWN_GRACE_S)
                 if not done or task.exception() is not None:
                     log.error("worker.exit_unapplied", events=len(records))
-                    sys.stderr.flush()
-                    os._exit(EXIT_UNAPPLIED)
+                    _exit_unapplied()
                 raise
+            except FatalError as exc:  # retrying cannot fix it: one clear line, no traceback
+                log.error("worker.fatal", error=str(exc), events=len(records))
+                _exit_unapplied()
             except Exception as exc:  # a bug: never let take_events ack this batch
                 log.exception("worker.batch_failed", error=str(exc))
-                sys.stderr.flush()
-                os._exit(EXIT_UNAPPLIED)
+                _exit_unapplied()
             for part, off in last.items():
                 tp = next(iter(ev.message.tp for ev in batch if ev.message.partition == part))
                 try:
@@ -117,4 +135,13 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warning") -> None:
     if level not in {"crit", "error", "warn", "info", "debug"}:
         level = "info"
     sys.argv = ["riskstream-worker", *loop, "worker", "--without-web", "-l", level]
-    app.main()
+    # Faust's worker command redirects stderr into logging at WARNING (hard-coded in the
+    # command class, the app setting is ignored), which tagged every structlog line of ours,
+    # info included, "[WARNING]". Our lines already carry their own level.
+    from faust.cli.worker import worker as worker_command
+
+    worker_command.redirect_stdouts = False
+    try:
+        app.main()
+    finally:
+        _remove_datadirs()

@@ -59,7 +59,11 @@ class Metrics:
             "riskstream_swept_students", "Idle students advanced by the course clock", registry=r
         )
 
-    def serve(self, port: int) -> None:
-        """Expose /metrics on loopback-reachable ``port`` (0 = do not serve)."""
-        if port:
-            start_http_server(port, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> tuple[str, int] | None:
+        """Expose /metrics on ``host:port`` (0 = do not serve); loopback unless configured.
+        Returns the bound address."""
+        if not port:
+            return None
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        bound = server.server_address
+        return str(bound[0]), int(bound[1])

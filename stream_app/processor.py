@@ -30,6 +30,7 @@ import numpy as np
 import redis.exceptions
 import structlog
 import torch
+from aiokafka import errors as kafka_errors
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
@@ -62,11 +63,13 @@ from stream_app.state import (
     StudentState,
     candidates_key,
     caps_key,
+    check_write,
     decode_state,
     default_calendar,
     encode_state,
     ensure_calendars,
     read_batch,
+    read_site_ids,
     write_batch,
 )
 
@@ -74,6 +77,23 @@ log = structlog.get_logger("stream_app.processor")
 T = TypeVar("T")
 
 MAX_DAYS_PAST_END = 60  # events this far after the course end are refused (calendar wrong?)
+MAX_DAYS_BEFORE_START = 366  # events this far before the course start are refused
+MAX_EVENT_ID = 2**53 - 1  # above any real log id; JSON-safe for every consumer
+MAX_FUTURE_S = 86_400.0  # event times more than a day ahead of the worker's clock are refused
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)  # before any Moodle site (Moodle 1.0: 2002)
+DEFAULT_MAX_ID_JUMP = 100_000_000  # ids this far above the site's highest applied id: refused
+# An error that can never succeed by retrying: stop with a clear message instead of looping.
+_FATAL: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.GroupAuthorizationFailedError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedVersionError,
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+)
 _RETRYABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -81,6 +101,11 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     OSError,
     KafkaError,
 )
+
+
+class FatalError(RuntimeError):
+    """An outage that retrying cannot fix (authorization, message too large): the worker
+    stops with this one-line message and commits nothing."""
 
 
 @dataclass
@@ -129,6 +154,7 @@ class BatchReport:
     alerts: list[RiskAlert] = field(default_factory=list)
     inference_s: float = 0.0
     total_s: float = 0.0
+    duplicate_examples: list[str] = field(default_factory=list)  # first few, for the log
 
 
 @dataclass
@@ -161,6 +187,7 @@ class _Applied:
     student: int
     after: int  # seq steps (re-warm + commits) done before this event's provisional step
     day: int
+    poisoned: bool = False  # the model's output for this student was not finite
 
 
 def risk_score_json(
@@ -182,6 +209,25 @@ def risk_score_json(
 _SITE_JSON: dict[str, str] = {}
 
 
+def _derived_starts(
+    events: list[tuple[InRecord, LmsEvent]], missing: dict[tuple[str, int], Any]
+) -> dict[tuple[str, int], datetime]:
+    """Start of a derived calendar: the course's earliest event in the batch, ignoring
+    outliers more than 180 days before the batch's median time for that course (one event
+    with a bogus date must not fix the calendar forever)."""
+    times: dict[tuple[str, int], list[datetime]] = {}
+    for _, ev in events:
+        c = (ev.site, ev.course_id)
+        if c in missing:
+            times.setdefault(c, []).append(ev.time)
+    out = {}
+    for c, ts in times.items():
+        ts.sort()
+        floor = ts[len(ts) // 2] - timedelta(days=180)
+        out[c] = next(t for t in ts if t >= floor)
+    return out
+
+
 class Processor:
     """Applies micro-batches of event records; one instance per worker process."""
 
@@ -200,9 +246,13 @@ class Processor:
         sweep_lag_days: int = 1,
         sweep_chunk: int = 2000,
         feedback_gate: Callable[[list[RiskAlert]], Awaitable[list[RiskAlert]]] | None = None,
+        sites: frozenset[str] | None = None,
+        max_id_jump: int = DEFAULT_MAX_ID_JUMP,
     ) -> None:
         """``sweep_partitions``: partitions of the events topic (0 = no course-clock sweep);
-        the sweep advances idle students ``sweep_lag_days`` behind the partition's clock."""
+        the sweep advances idle students ``sweep_lag_days`` behind the partition's clock.
+        ``sites``: the only sites whose events are applied (None or empty = every site);
+        ``max_id_jump``: how far above a site's highest applied id an event id may be."""
         self.redis = redis_client
         self.publisher = publisher
         self.model = model
@@ -222,6 +272,9 @@ class Processor:
         self._swept: dict[tuple[str, int, int], int] = {}
         self._partition_cache: dict[tuple[str, int], int] = {}
         self._cal_cache: dict[bytes, CourseCalendar] = {}
+        self.sites = frozenset(sites or ())
+        self.max_id_jump = max_id_jump
+        self.monitor: Any = None  # stream_app.monitor.StreamMonitor, set by the runtime
         self.metrics.model_version.labels(model.version).set(1)
 
     def swap_model(self, model: ModelHandle) -> None:
@@ -238,6 +291,11 @@ class Processor:
         while True:
             try:
                 return await fn()
+            except _FATAL as exc:
+                raise FatalError(
+                    f"{what} failed with {type(exc).__name__}: {exc}; retrying cannot fix "
+                    "this (check the broker/Redis ACLs and message size limits)"
+                ) from None
             except _RETRYABLE as exc:
                 self.metrics.redis_retries.inc()
                 log.warning("retrying", what=what, error=str(exc), delay_s=delay)
@@ -265,10 +323,21 @@ class Processor:
                 self.metrics.dead_letters.labels("stream.decode").inc()
                 continue
             try:
-                events.append((rec, decode_event(rec.value)))
+                ev = decode_event(rec.value)
             except (ContractError, ValueError) as exc:
                 out.append(dead_letter(rec, "stream.decode", exc))
                 self.metrics.dead_letters.labels("stream.decode").inc()
+                continue
+            refused = self._refuse(rec, ev)
+            if refused is not None:
+                out.append(dead_letter(rec, refused[0], refused[1]))
+                self.metrics.dead_letters.labels(refused[0]).inc()
+                continue
+            events.append((rec, ev))
+        site_hi = await self._retry(
+            "redis.read", lambda: read_site_ids(self.redis, sorted({ev.site for _, ev in events}))
+        )
+        events = self._plausible_ids(events, site_hi, out)
         by_key: dict[StudentKey, list[int]] = {}
         for i, (_, ev) in enumerate(events):
             by_key.setdefault(StudentKey.of(ev), []).append(i)
@@ -280,11 +349,7 @@ class Processor:
         )
         missing = {c: raw for c, raw in read.calendars.items() if raw is None}
         if missing:
-            first: dict[tuple[str, int], datetime] = {}
-            for _, ev in events:
-                c = (ev.site, ev.course_id)
-                if c in missing and (c not in first or ev.time < first[c]):
-                    first[c] = ev.time
+            first = _derived_starts(events, missing)
             defaults = {c: default_calendar(c[0], c[1], first[c]) for c in missing}
             won = await self._retry(
                 "redis.calendar", lambda: ensure_calendars(self.redis, defaults)
@@ -292,11 +357,13 @@ class Processor:
             read.calendars.update(won)
         cals = {c: self._calendar(raw) for c, raw in read.calendars.items() if raw is not None}
 
-        applied = await self._run(keys, by_key, events, read, cals, None, rep, out)
+        applied = await self._run(keys, by_key, events, read, cals, None, rep, out, records)
         done = self.clock()
         for ap in applied:
             if ap.rec is not None and ap.rec.timestamp_ms:
                 self.metrics.event_to_output.observe(max(0.0, done - ap.rec.timestamp_ms / 1000))
+        if rep.duplicates:  # counted and logged, never silent (a bogus id could hide events)
+            log.info("duplicates.skipped", count=rep.duplicates, examples=rep.duplicate_examples)
         self.metrics.events.labels("applied").inc(rep.applied)
         self.metrics.events.labels("duplicate").inc(rep.duplicates)
         self.metrics.events.labels("dead_letter").inc(rep.dead)
@@ -317,10 +384,12 @@ class Processor:
         tick_day: int | None,
         rep: BatchReport,
         out: list[OutRecord],
+        records: list[InRecord] | None = None,
     ) -> list[_Applied]:
         """Plan, run the model, apply the alert policy, publish, write. ``by_key`` lists
         event indices per student; ``_TICK`` instead (sweeps) advances the student to
-        ``tick_day`` without an event."""
+        ``tick_day`` without an event. ``records``: the batch as consumed (None for a
+        sweep); its outcome counts are persisted with the state write."""
         handle = self.model
         fz = handle.featurizer
         students: list[_Student] = []
@@ -347,6 +416,11 @@ class Processor:
                     rec, ev = events[i]
                     if ev.event_id <= st.last_id:
                         rep.duplicates += 1
+                        if len(rep.duplicate_examples) < 5:
+                            rep.duplicate_examples.append(
+                                f"{key.site}:{key.course}:{key.user} id {ev.event_id} "
+                                f"<= last {st.last_id}"
+                            )
                         self._advance_clock(rec, ev, s.cal)
                         continue
                     try:
@@ -360,6 +434,16 @@ class Processor:
                             f"event is on course day {day}, more than {MAX_DAYS_PAST_END} days "
                             f"after the course end (length {s.cal.length_days}); publish the "
                             f"right CourseCalendar to rs:cal:{key.site}:{key.course}"
+                        )
+                        out.append(dead_letter(rec, "stream.day", reason))
+                        self.metrics.dead_letters.labels("stream.day").inc()
+                        continue
+                    if ev.time < s.cal.start - timedelta(days=MAX_DAYS_BEFORE_START):
+                        reason = (
+                            f"event time {ev.time.isoformat()} is more than "
+                            f"{MAX_DAYS_BEFORE_START} days before the course start "
+                            f"{s.cal.start.isoformat()}; fix the producer's clock or publish "
+                            f"the right CourseCalendar to rs:cal:{key.site}:{key.course}"
                         )
                         out.append(dead_letter(rec, "stream.day", reason))
                         self.metrics.dead_letters.labels("stream.day").inc()
@@ -403,7 +487,8 @@ class Processor:
                 self._advance_clock(rec, ev, s.cal, day)
             students.append(s)
         rep.applied += len(applied)
-        rep.dead += sum(1 for o in out if o.topic == TOPICS.dead_letter)
+        dead_before_model = sum(1 for o in out if o.topic == TOPICS.dead_letter)
+        rep.dead += dead_before_model
         rep.commits += len(commit_acc)
         active = [s for s in students if s.obs or s.commit_req]
         rep.students += len(active)
@@ -411,6 +496,7 @@ class Processor:
         alerts: list[RiskAlert] = []
         write = BatchWrite()
         now = self.clock()
+        commit_vec: np.ndarray | None = None
         if active:
             commit_vec = self._vectors(fz, commit_acc, commit_day, commit_course, cals, n_day)
             ev_vec = self._vectors(
@@ -426,6 +512,7 @@ class Processor:
             res: StepResult = await self.engine.run(handle.loaded.model, handle.loaded.device, plan)
             rep.inference_s += time.perf_counter() - ti
             self.metrics.inference_seconds.observe(time.perf_counter() - ti)
+            active, res = self._non_finite(active, students, res, applied, rep, out, handle)
             alerts = await self._apply(active, res, commit_vec, applied, handle, now, write, out)
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, active, handle)
@@ -441,9 +528,152 @@ class Processor:
         for al in alerts:
             self.metrics.event_to_alert.observe(max(0.0, done - al.event_time.timestamp()))
             self.metrics.alerts.labels(al.level.value).inc()
-        if write.states:
+        if records is not None:
+            ids = [a.ev for a in applied if not a.poisoned]
+            for ev in ids:
+                if ev.event_id > write.site_ids.get(ev.site, -1):
+                    write.site_ids[ev.site] = ev.event_id
+            write.counts = {
+                "sent": len(records),
+                "applied": rep.applied,
+                "duplicate": rep.duplicates,
+                "dead_letter": rep.dead,
+            }
+        if write.states or write.counts:
+            check_write(write)  # everything validated before the first write
             await self._retry("redis.write", lambda: write_batch(self.redis, write))
+        if self.monitor is not None:  # drift counts, withdrawals (stream_app/monitor.py)
+            mon, evs = self.monitor, [ev for _, ev in events]
+            await self._retry(
+                "redis.monitor",
+                lambda: mon.record(
+                    self.redis, handle, commit_vec, commit_day, commit_course, evs, cals
+                ),
+            )
         return applied
+
+    # -- hostile input -------------------------------------------------------------------
+    def _refuse(self, rec: InRecord, ev: LmsEvent) -> tuple[str, str] | None:
+        """(stage, reason) when a decoded event must not be applied, else None."""
+        if self.sites and ev.site not in self.sites:
+            return "stream.site", (
+                f"site {ev.site!r} is not served by this worker (RISKSTREAM_SITES="
+                f"{','.join(sorted(self.sites))}); add it there or fix the producer's site id"
+            )
+        if rec.key is not None and rec.key != ev.key:
+            return "stream.key", (
+                f"record key {rec.key[:200].decode('utf-8', 'replace')!r} disagrees with the "
+                f"event's site:user {ev.key.decode()!r}; producers key events by LmsEvent.key"
+            )
+        if ev.event_id > MAX_EVENT_ID:
+            return "stream.plausibility", (
+                f"event id {ev.event_id} is above {MAX_EVENT_ID} (2^53-1), no Moodle log id "
+                "is that large; it would hide every later event of this student as a duplicate"
+            )
+        now = self.clock()
+        if ev.time.timestamp() > now + MAX_FUTURE_S:
+            return "stream.plausibility", (
+                f"event time {ev.time.isoformat()} is more than a day after the worker's clock "
+                f"({datetime.fromtimestamp(now, UTC).isoformat()}); fix the producer's clock"
+            )
+        if ev.time < EARLIEST_EVENT:
+            return "stream.plausibility", (
+                f"event time {ev.time.isoformat()} is before {EARLIEST_EVENT.date()}; "
+                "no Moodle site logged it (a zero or seconds-vs-milliseconds timestamp?)"
+            )
+        return None
+
+    def _plausible_ids(
+        self,
+        events: list[tuple[InRecord, LmsEvent]],
+        site_hi: dict[str, int],
+        out: list[OutRecord],
+    ) -> list[tuple[InRecord, LmsEvent]]:
+        """Refuse ids more than ``max_id_jump`` above the site's known range: its highest
+        applied id (kept in Redis), or, for a site not applied yet, the median of this
+        batch's ids for it (one bogus id cannot set the range; roster records with id 0
+        do not pull it down)."""
+        ref = dict(site_hi)
+        fresh: dict[str, list[int]] = {}
+        for _, ev in events:
+            if ev.site not in site_hi and ev.event_id > 0:
+                fresh.setdefault(ev.site, []).append(ev.event_id)
+        for site, ids in fresh.items():
+            ids.sort()
+            ref[site] = ids[len(ids) // 2]
+        kept = []
+        for rec, ev in events:
+            limit = ref.get(ev.site, 0) + self.max_id_jump
+            if ev.event_id > limit:
+                reason = (
+                    f"event id {ev.event_id} is more than {self.max_id_jump} above the site's "
+                    f"known range (highest applied id {ref[ev.site]}); a bogus id would hide "
+                    "the student's later events as duplicates (RISKSTREAM_STREAM_MAX_ID_JUMP)"
+                )
+                out.append(dead_letter(rec, "stream.plausibility", reason))
+                self.metrics.dead_letters.labels("stream.plausibility").inc()
+                continue
+            kept.append((rec, ev))
+        return kept
+
+    def _non_finite(
+        self,
+        active: list[_Student],
+        students: list[_Student],
+        res: StepResult,
+        applied: list[_Applied],
+        rep: BatchReport,
+        out: list[OutRecord],
+        handle: ModelHandle,
+    ) -> tuple[list[_Student], StepResult]:
+        """Drop the rows whose new model state or any risk (raw, or through the version's
+        calibration) is NaN/Infinity: their events are dead-lettered and their prior state
+        kept (nothing of theirs is written or sent). Returns the remaining students and
+        their rows of ``res`` (``ev_risk`` is per event and stays whole)."""
+        calibrate = getattr(handle.loaded, "calibrate", None)
+        ok = np.ones(len(active), dtype=bool)
+        for v in res.states.values():
+            ok &= np.isfinite(v.reshape(len(active), -1)).all(axis=1)
+        for r, risks in enumerate(res.seq_risk):
+            if r < len(ok) and not np.isfinite(risks).all():
+                ok[r] = False
+            elif r < len(ok) and calibrate is not None and len(risks) > active[r].rewarm:
+                days = np.asarray(active[r].commit_days)
+                if not np.isfinite(calibrate(risks[active[r].rewarm :], days)).all():
+                    ok[r] = False
+        rows = {id(s): r for r, s in enumerate(active)}
+        ev_rows = [rows.get(id(students[a.student]), -1) for a in applied]
+        ev_risk = np.asarray(res.ev_risk)
+        if calibrate is not None and len(applied):
+            ev_risk = calibrate(ev_risk, np.asarray([a.day for a in applied], dtype=np.int64))
+        for i, r in enumerate(ev_rows):
+            if r >= 0 and not (np.isfinite(res.ev_risk[i]) and np.isfinite(ev_risk[i])):
+                ok[r] = False
+        if ok.all():
+            return active, res
+        skip = frozenset(int(r) for r in np.nonzero(~ok)[0])
+        for i, a in enumerate(applied):
+            if ev_rows[i] in skip and a.rec is not None:
+                out.append(
+                    dead_letter(
+                        a.rec,
+                        "stream.model",
+                        "the model produced a non-finite state or risk for this student; "
+                        "the event is refused and the student's prior state is kept",
+                    )
+                )
+                self.metrics.dead_letters.labels("stream.model").inc()
+                rep.applied -= 1
+                rep.dead += 1
+                a.poisoned = True
+        log.warning("model.non_finite", students=len(skip))
+        keep = [r for r in range(len(active)) if r not in skip]
+        kept = StepResult(
+            states={k: v[keep] for k, v in res.states.items()},
+            seq_risk=[res.seq_risk[r] for r in keep],
+            ev_risk=res.ev_risk,
+        )
+        return [active[r] for r in keep], kept
 
     # -- course clock sweep (disengaged students) -------------------------------------
     def _advance_clock(
@@ -646,10 +876,8 @@ class Processor:
         write: BatchWrite,
         out: list[OutRecord],
     ) -> list[RiskAlert]:
-        """Model outputs -> calibrated risks, trajectories, the alert policy, writes.
-
-        The policy runs day by day across the whole batch (``_policy``), so students of one
-        course compete for that day's capacity by risk, in the same order on a replay."""
+        """Model outputs -> calibrated risks, trajectories, the alert policy's candidates
+        (``_policy``; admitted later by ``_release``), risk scores and the state writes."""
         loaded = handle.loaded
         th = loaded.thresholds
         created = datetime.fromtimestamp(now, UTC)
@@ -775,30 +1003,59 @@ class Processor:
         per_day = {int(k[1:]): v for k, v in caps.items() if k[0] == "a"}
         n_add = {int(k[1:]): v for k, v in caps.items() if k[0] == "n"}
         n_del = {int(k[1:]): v for k, v in caps.items() if k[0] == "u"}
+        parsed: list[list[tuple[float, int, int]]] = []
+        users: set[int] = set()
+        for members in cand_raw:
+            row = []
+            for member, score in members:
+                user_s, trigger_s = member.decode().split(":")
+                row.append((float(score), int(user_s), int(trigger_s)))
+                users.add(int(user_s))
+            parsed.append(row)
+        # each candidate's alert memory and day risks: a candidate is judged as if every
+        # earlier day had been released the moment it closed, whatever the batching
+        memory: dict[int, tuple[AlertState, np.ndarray]] = {}
+        if users:
+            order = sorted(users)
+            pipe = self.redis.pipeline(transaction=False)
+            for u in order:
+                pipe.hmget(StudentKey(site, course, u).redis_key, ["alert", "traj"])
+            got = await self._retry("redis.candidates", pipe.execute)
+            for u, (alert_raw, traj_raw) in zip(order, got, strict=True):
+                traj = (
+                    np.frombuffer(traj_raw, dtype=np.float16).astype(np.float32)
+                    if traj_raw
+                    else np.zeros(0, np.float32)
+                )
+                memory[u] = (AlertState.from_json(alert_raw), traj)
+        cooldown = max(th.cooldown_days, 1)
+
+        def eligible(user: int, d: int) -> bool:
+            state, traj = memory[user]
+            if state.left is not None and state.left <= d:
+                return False
+            a = state.last_day
+            if a is None or a >= d:
+                return a is None
+            # after an alert at day a: the cooldown, and the risk fell below rearm since
+            return d - a >= cooldown and bool((traj[a + 1 : d + 1] < th.rearm).any())
+
         picked: list[tuple[int, int, int, float]] = []  # (day, user, trigger, held)
-        chosen_users: dict[int, int] = {}
-        for d, members in zip(days, cand_raw, strict=True):
-            if not members:
+        for d, row in zip(days, parsed, strict=True):
+            if not row:
                 continue
             enrolled = sum(v for k, v in n_add.items() if k <= d)
             enrolled -= sum(v for k, v in n_del.items() if k < d)
-            cands: list[tuple[float, int]] = []
-            trig: dict[int, int] = {}
-            for member, score in members:
-                user_s, trigger_s = member.decode().split(":")
-                user = int(user_s)
-                last = chosen_users.get(user)
-                if last is not None and d - last < max(th.cooldown_days, 1):
-                    continue
-                cands.append((float(score), user))
-                trig[user] = int(trigger_s)
+            cands = [(score, user) for score, user, _t in row if eligible(user, d)]
+            trig = {user: t for _s, user, t in row}
+            held = {user: score for score, user, _t in row}
             room = capacity(
                 max(enrolled, 1), per_day, d, th, partition, max(self.sweep_partitions, 1)
             )
             for user in admit(cands, room):
-                score = next(sc for sc, u in cands if u == user)
-                picked.append((d, user, trig[user], score))
-                chosen_users[user] = d
+                picked.append((d, user, trig[user], held[user]))
+                state, traj = memory[user]
+                memory[user] = (raised(state, d), traj)
                 per_day[d] = per_day.get(d, 0) + 1
         write = BatchWrite()
         write.hsets.append((ck, "rel", upto))
@@ -818,16 +1075,13 @@ class Processor:
                 st = self._decode(read.states.get(k) or {}, handle)
                 students[k] = _Student(k, st, cal, read.profiles.get(k))
             created = datetime.fromtimestamp(self.clock(), UTC)
-            for d, user, trigger, held in picked:
+            for d, user, trigger, held_risk in picked:
                 s = students[StudentKey(site, course, user)]
-                if s.st.is_new or s.st.alert.left is not None:
-                    continue  # unenrolled since (or state gone): no alert
-                if s.st.alert.last_day is not None and d - s.st.alert.last_day < max(
-                    th.cooldown_days, 1
-                ):
-                    continue
-                s.st.alert = raised(s.st.alert, d)
-                alerts.append(self._alert(s, handle, d, trigger, held, th, created))
+                # armed again if the risk has already fallen below rearm since the alert
+                closed = s.st.traj[d + 1 :].astype(np.float32)
+                rearmed = bool((closed < th.rearm).any())
+                s.st.alert = AlertState(rearmed, d, RiskLevel.HIGH.value, s.st.alert.left)
+                alerts.append(self._alert(s, handle, d, trigger, held_risk, th, created))
                 write.hincrs.append((ck, f"a{d}", 1))
             for k, s in students.items():
                 write.states[k] = {"alert": s.st.alert.to_json()}
@@ -896,26 +1150,32 @@ class Processor:
         assert explainer is not None
 
         def work() -> list[RiskAlert]:
-            windows, statics = [], []
-            for al in alerts:
+            windows, statics, which = [], [], []
+            for n, al in enumerate(alerts):
                 s = by_key[StudentKey(al.site, al.course_id, al.user_id)]
                 prof = decode(StudentProfile, s.profile) if s.profile else None
                 win = s.st.win if s.st.win is not None else np.zeros((0, handle.n_day))
                 assert s.st.acc is not None and s.st.day is not None
                 later = s.st.day - 1 - al.day  # committed days after the alert's day
-                if al.day < s.st.day and len(win) > later:
+                if al.day < s.st.day:
+                    if len(win) <= later:
+                        continue  # the window has moved past the alert's day: no reasons
                     # the window ends on the alert's day: reasons speak of what was known
                     windows.append(np.asarray(win[: len(win) - later], dtype=np.float32))
                 else:
                     open_vec = fz.day_vector(s.st.acc, s.st.day, s.cal)[None, :]
                     windows.append(np.concatenate([win, open_vec]).astype(np.float32))
                 statics.append(np.asarray(fz.static_vector(prof), np.float32))
-            try:  # one replay for the whole batch's alerts
-                with torch.inference_mode():
-                    explained = explainer(handle.loaded, windows, statics)
-            except Exception as exc:  # never lose an alert over its explanation
-                log.warning("explain.failed", error=str(exc), alerts=len(alerts))
-                explained = [([], "")] * len(alerts)
+                which.append(n)
+            explained: list[tuple[list[Contribution], str]] = [([], "")] * len(alerts)
+            if windows:
+                try:  # one replay for the whole batch's alerts
+                    with torch.inference_mode():
+                        got = explainer(handle.loaded, windows, statics)
+                    for n, e in zip(which, got, strict=True):
+                        explained[n] = e
+                except Exception as exc:  # never lose an alert over its explanation
+                    log.warning("explain.failed", error=str(exc), alerts=len(alerts))
             return [
                 al.model_copy(update={"contributions": list(contrib)[:10], "explanation": text})
                 for al, (contrib, text) in zip(alerts, explained, strict=True)

@@ -19,6 +19,7 @@ from stream_app.feedback import FeedbackConsumer, FeedbackGate
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
 from stream_app.metrics import Metrics
+from stream_app.monitor import StreamMonitor
 from stream_app.processor import BatchReport, Processor
 from stream_app.records import InRecord
 from stream_app.reload import ModelWatcher, find_explainer, load_handle
@@ -44,9 +45,13 @@ class WorkerConfig:
     reload_every: float = 5.0
     session_timeout_ms: int = 10_000
     torch_threads: int = 1
-    sweep: bool = False  # advance idle students on the course clock (see Processor.sweep)
+    sweep: bool = True  # advance idle students on the course clock; closes days for alerts
     sweep_lag_days: int = 1
     feedback: bool = False  # teachers' feedback: store it, hold back contacted students
+    sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
+    max_id_jump: int = 100_000_000  # see Processor: implausible event ids
+    metrics_host: str = "127.0.0.1"
+    monitor: bool = True  # drift counts + withdrawal outcomes (stream_app/monitor.py)
 
 
 class Runtime:
@@ -85,14 +90,24 @@ class Runtime:
             feedback_gate=FeedbackGate(self.redis, handle.loaded.thresholds.cooldown_days)
             if cfg.feedback
             else None,
+            sites=cfg.sites,
+            max_id_jump=cfg.max_id_jump,
         )
         if cfg.feedback:  # opt-in (RISKSTREAM_STREAM_FEEDBACK): see ARCHITECTURE, feedback
             consumer = FeedbackConsumer(cfg.bootstrap, self.redis, f"{cfg.group}-feedback")
             self._feedback = asyncio.create_task(consumer.run(self._feedback_stop))
+        if cfg.monitor:
+            self.processor.monitor = StreamMonitor(cfg.registry, self.metrics.registry)
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
         self._watch = asyncio.create_task(watcher.run(self.processor))
-        self.metrics.serve(cfg.metrics_port)
-        log.info("worker.started", model=handle.version, device=cfg.device, group=cfg.group)
+        self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+        log.info(
+            "worker.started",
+            model=handle.version,
+            device=cfg.device,
+            group=cfg.group,
+            sites=",".join(sorted(cfg.sites)) or "all (set RISKSTREAM_SITES)",
+        )
         return self.processor
 
     async def stop(self) -> None:
@@ -107,6 +122,9 @@ class Runtime:
         if self.publisher is not None:
             await self.publisher.stop()
         if self.redis is not None:
+            if self.processor is not None and self.processor.monitor is not None:
+                with contextlib.suppress(Exception):  # counts only: never block a shutdown
+                    await self.processor.monitor.flush(self.redis)
             await self.redis.aclose()
         self.engine.close()
 

@@ -18,13 +18,18 @@ Layout (documented in ARCHITECTURE.md, read by the API):
   ``a{day}`` act-on alerts admitted, ``rel`` last course day released;
   ``rs:cand:{site}:{course}:{partition}:{day}`` sorted set ``user:trigger`` -> held risk,
   the day's candidates until released.
+- ``rs:site:{site}:id_hi`` highest event id applied for the site (plausibility of new ids);
+  ``rs:counts`` hash of event outcomes (sent, applied, duplicate, dead_letter), incremented
+  in the same script as the states, so the sum can be checked across crashes and restarts.
 
-The batch write is one MULTI/EXEC transaction, so a batch's states, ranks and alert-stream
-entries land together or not at all.
+The batch write is one Lua script that validates everything (key types, finite scores)
+before its first write, so a batch's states, ranks and alert-stream entries land together
+or not at all (Redis does not roll a script back after an error).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any, NamedTuple
@@ -37,6 +42,7 @@ from contracts import CourseCalendar, LmsEvent, encode
 from stream_app.alerting import AlertState
 
 ALERTS_STREAM = "rs:alerts"
+COUNTS_KEY = "rs:counts"
 ALERTS_MAXLEN = 10_000
 TRAJ_CAP = 400  # days of risk history kept per student (a course is at most ~270 days)
 RESERVED = frozenset(
@@ -72,6 +78,10 @@ def calendar_key(site: str, course: int) -> str:
 
 def courses_key(site: str) -> str:
     return f"rs:courses:{site}"
+
+
+def site_ids_key(site: str) -> str:
+    return f"rs:site:{site}:id_hi"
 
 
 def caps_key(site: str, course: int, partition: int) -> str:
@@ -199,9 +209,87 @@ for i = n + 2, #ARGV do out[#out + 1] = redis.call('GET', ARGV[i]) or '' end
 return out
 """
 _WRITE_LUA = """
+local function refuse(msg)
+  return redis.error_reply('riskstream: ' .. msg .. '; nothing written')
+end
+local function kind_ok(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == want, t
+end
+local function finite(v)
+  local x = tonumber(v)
+  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
+-- pass 1: validate everything before the first write
 local i = 1
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'hash')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a hash') end
+  i = i + 2 + 2 * tonumber(ARGV[i + 1])
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'zset')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a zset') end
+  if not finite(ARGV[i + 1]) then return refuse('score ' .. ARGV[i + 1] .. ' is not finite') end
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'set')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a set') end
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'string')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a string') end
+  if not finite(ARGV[i + 1]) then return refuse('id ' .. ARGV[i + 1] .. ' is not a number') end
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local ok, t = kind_ok(KEYS[2], 'hash')
+  if not ok then return refuse(KEYS[2] .. ' is a ' .. t .. ', not a hash') end
+end
+i = i + 2 * n
+n = tonumber(ARGV[i])
+if n > 0 then
+  local ok, t = kind_ok(KEYS[1], 'stream')
+  if not ok then return refuse(KEYS[1] .. ' is a ' .. t .. ', not a stream') end
+end
+i = i + 2 + n
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'hash')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a hash') end
+  if not finite(ARGV[i + 2]) then return refuse('count ' .. ARGV[i + 2] .. ' is not a number') end
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'zset')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a zset') end
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'zset')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a zset') end
+  if not finite(ARGV[i + 1]) then return refuse('score ' .. ARGV[i + 1] .. ' is not finite') end
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local ok, t = kind_ok(ARGV[i], 'hash')
+  if not ok then return refuse(ARGV[i] .. ' is a ' .. t .. ', not a hash') end
+  i = i + 3
+end
+-- pass 2: write
+i = 1
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
-local n = tonumber(nxt())
+n = tonumber(nxt())
 for _ = 1, n do
   local key = nxt(); local nf = tonumber(nxt())
   redis.call('HSET', key, unpack(ARGV, i, i + 2 * nf - 1))
@@ -214,6 +302,13 @@ for _ = 1, n do
 end
 n = tonumber(nxt())
 for _ = 1, n do local key = nxt(); redis.call('SADD', key, nxt()) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local key = nxt(); local id = nxt()
+  if tonumber(id) > tonumber(redis.call('GET', key) or '-1') then redis.call('SET', key, id) end
+end
+n = tonumber(nxt())
+for _ = 1, n do local f = nxt(); redis.call('HINCRBY', KEYS[2], f, nxt()) end
 n = tonumber(nxt())
 local maxlen = nxt()
 for _ = 1, n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'alert', nxt()) end
@@ -268,6 +363,14 @@ class BatchRead:
     profiles: dict[StudentKey, bytes | None]
 
 
+async def read_site_ids(r: aredis.Redis, sites: list[str]) -> dict[str, int]:
+    """Highest applied event id per site (sites never applied are absent)."""
+    if not sites:
+        return {}
+    raw = await r.mget([site_ids_key(s) for s in sites])
+    return {s: int(v) for s, v in zip(sites, raw, strict=True) if v is not None}
+
+
 async def read_batch(
     r: aredis.Redis, students: list[StudentKey], courses: list[tuple[str, int]]
 ) -> BatchRead:
@@ -309,10 +412,28 @@ class BatchWrite:
     zadds: list[tuple[str, float, str]] = field(default_factory=list)  # alert candidates
     hsets: list[tuple[str, str, Any]] = field(default_factory=list)
     dels: list[str] = field(default_factory=list)
+    site_ids: dict[str, int] = field(default_factory=dict)  # highest applied id per site
+    counts: dict[str, int] = field(default_factory=dict)  # event outcomes -> rs:counts
+
+
+def check_write(w: BatchWrite) -> None:
+    """Refuse a batch write holding a non-finite number (ValueError) before anything is
+    written; the Lua script checks again, with the key types, before its first write."""
+    for k, risk in w.ranks.items():
+        if not math.isfinite(risk):
+            raise ValueError(f"rank of {k.redis_key} is {risk!r}, not finite")
+    for k, mapping in w.states.items():
+        for f, v in mapping.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{k.redis_key} field {f} is {v!r}, not finite")
+        text = mapping.get("risk")
+        if isinstance(text, str) and not math.isfinite(float(text)):
+            raise ValueError(f"{k.redis_key} risk is {text}, not finite")
 
 
 async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
-    """One atomic script: states (HSET), ranking (ZADD), course sets, alert stream (XADD)."""
+    """One atomic script: states (HSET), ranking (ZADD), course sets, site id range, outcome
+    counts (HINCRBY), alert stream (XADD); validated before its first write."""
     args: list[Any] = [len(w.states)]
     for k, mapping in w.states.items():
         args += [k.redis_key, len(mapping)]
@@ -325,6 +446,13 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
     args.append(len(courses))
     for site, course in courses:
         args += [courses_key(site), course]
+    args.append(len(w.site_ids))
+    for site, hi in w.site_ids.items():
+        args += [site_ids_key(site), str(int(hi))]
+    counts = {f: int(n) for f, n in w.counts.items() if n}
+    args.append(len(counts))
+    for f, n in counts.items():
+        args += [f, n]
     args += [len(w.alerts), ALERTS_MAXLEN, *w.alerts]
     args.append(len(w.hincrs))
     for key, f, n in w.hincrs:
@@ -340,7 +468,7 @@ async def write_batch(r: aredis.Redis, w: BatchWrite) -> None:
         args += [key, f, v]
     args.append(len(w.dels))
     args += w.dels
-    await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM], args)
+    await _SCRIPTS.call(r, _SCRIPTS.write_sha, _WRITE_LUA, [ALERTS_STREAM, COUNTS_KEY], args)
 
 
 class _FastConnection(aredis.Connection):

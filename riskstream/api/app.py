@@ -7,13 +7,14 @@ import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
+import structlog
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import generate_latest
@@ -26,11 +27,14 @@ from riskstream.api.catalog import Catalog, ModelRegistry
 from riskstream.api.fastpath import RiskFastPath
 from riskstream.api.hub import AlertHub
 from riskstream.api.metrics import ApiMetrics, MetricsMiddleware
+from riskstream.api.monitoring import MonitorConfig, Monitoring
+from riskstream.api.monitoring_routes import add_monitoring_routes
 from riskstream.api.probe import LagProbe
 from riskstream.api.pseudonym import Pseudonymiser
 from riskstream.api.reader import StateReader, StudentState
 from stream_app.state import connect as connect_redis
 
+_log = structlog.get_logger("riskstream.api")
 LEVELS = ("low", "medium", "high")
 TREND_DAYS = 7
 _STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$")  # a Redis stream id (64-bit parts)
@@ -52,6 +56,8 @@ class ApiConfig:
     events_topic: str = TOPICS.events
     lag_period_s: float = 5.0
     fast_path: bool = True  # serve the risk route as plain ASGI (tests compare both ways)
+    # drift / calibration alarm thresholds (riskstream/api/monitoring.py)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 class FastJSON(Response):
@@ -126,7 +132,7 @@ class Api:
 
     def __init__(self, cfg: ApiConfig) -> None:
         self.cfg = cfg
-        self.keys = KeyChecker(cfg.key_hashes)
+        self.keys = KeyChecker(cfg.key_hashes, site=cfg.site)
         self.pseudo = Pseudonymiser(cfg.pseudonym_key)
         self.catalog = Catalog(cfg.registry)
         self.metrics = ApiMetrics()
@@ -134,12 +140,23 @@ class Api:
         self.redis: aioredis.Redis = connect_redis(cfg.redis_url)
         self.hub_redis: aioredis.Redis = aioredis.Redis.from_url(cfg.redis_url)
         self.reader = StateReader(self.redis, cfg.site)
-        self.hub = AlertHub(self.hub_redis)
+        self.monitoring = Monitoring(
+            self.redis, cfg.site, cfg.registry, cfg.monitor, self.metrics.registry
+        )
+        self.hub = AlertHub(self.hub_redis, site=cfg.site)
         self.probe = (
             LagProbe(cfg.kafka_bootstrap, cfg.events_topic, cfg.stream_group, cfg.lag_period_s)
             if cfg.kafka_bootstrap
             else None
         )
+
+    async def refresh_monitoring(self) -> None:
+        """Update the drift/calibration gauges; a Redis hiccup never breaks /metrics."""
+        try:
+            await self.monitoring.overview()
+        except (aioredis.RedisError, OSError, ValueError) as exc:
+            self.metrics.monitor_errors.inc()
+            _log.warning("monitoring.refresh_failed", error=str(exc))
 
     # -- shaping -------------------------------------------------------------------
     def alert_out(self, entry_id: str, a: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +179,7 @@ class Api:
         }
 
     def risk_out(self, st: StudentState) -> dict[str, Any]:
-        alert = self.hub.latest_for(st.course, st.user)
+        alert = self.hub.latest_for(self.cfg.site, st.course, st.user)
         explanation: dict[str, Any] | None = None
         source = alert or (st.alert_state if st.alert_state.get("explanation") else None)
         if source:
@@ -418,7 +435,11 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             for eid, a in rows:
                 scanned += 1
                 newest = "(" + eid
-                if a is not None and (course is None or a.get("course_id") == course):
+                if (
+                    a is not None
+                    and a.get("site") == cfg.site  # rs:alerts holds every site's alerts
+                    and (course is None or a.get("course_id") == course)
+                ):
                     items.append(api.alert_out(eid, a))
                 if len(items) > limit:
                     break
@@ -457,7 +478,11 @@ def create_app(cfg: ApiConfig) -> FastAPI:
                 yield b"retry: 2000\n: connected\n\n"
                 if last and _STREAM_ID.match(last):
                     for eid, a in await api.reader.alerts_after(last, 1000):
-                        if a and (course is None or a.get("course_id") == course):
+                        if (
+                            a
+                            and a.get("site") == cfg.site
+                            and (course is None or a.get("course_id") == course)
+                        ):
                             yield _sse(api.alert_out(eid, a))
                 while True:
                     try:
@@ -552,6 +577,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             "broker": broker,
             "model_loaded": version is not None,
             "model_version": version,
+            "site": cfg.site,
         }
         return FastJSON(body, status_code=200 if redis_ok else 503)
 
@@ -559,6 +585,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     async def metrics() -> Response:
         """Prometheus text format. No key needed; no student data."""
         api.metrics.alerts_seen.set(api.hub.seen)
+        await api.refresh_monitoring()  # drift / calibration gauges (cached ttl_s)
         return Response(
             generate_latest(api.metrics.registry), media_type="text/plain; version=0.0.4"
         )
@@ -584,6 +611,8 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    add_monitoring_routes(app, api)
 
     ui_html = resources.files("riskstream.api").joinpath("static/ui.html").read_text("utf-8")
 

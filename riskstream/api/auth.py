@@ -17,26 +17,41 @@ def hash_key(key: str) -> str:
 
 
 def parse_key_hashes(raw: str) -> tuple[str, ...]:
-    """Split the setting; reject anything that is not a sha256 digest (a key pasted in clear)."""
+    """Split the setting; reject anything that is not a sha256 digest (a key pasted in clear).
+
+    Each entry is ``DIGEST`` (the key works for every site) or ``SITE=DIGEST`` (only for the
+    API serving that site)."""
     out = []
     for part in raw.replace("\n", ",").split(","):
-        h = part.strip().lower()
-        if not h:
+        entry = part.strip()
+        if not entry:
             continue
-        if not _HEX64.match(h):
+        site, _, h = entry.rpartition("=")
+        h = h.strip().lower()
+        if not _HEX64.match(h) or (entry.count("=") and not site.strip()):
             raise ValueError(
-                "RISKSTREAM_API_KEY_HASHES must hold sha256 hex digests, not keys; "
-                "make one with: riskstream api hash-key"
+                "RISKSTREAM_API_KEY_HASHES must hold sha256 hex digests (optionally SITE=digest), "
+                "not keys; make one with: riskstream api hash-key [--site SITE]"
             )
-        out.append(h)
+        out.append(f"{site.strip()}={h}" if site.strip() else h)
     return tuple(out)
 
 
-class KeyChecker:
-    """Accepts a bearer token when its digest equals one of the configured digests."""
+def key_scope(entry: str) -> tuple[str | None, str]:
+    """``SITE=DIGEST`` -> (site, digest); ``DIGEST`` -> (None, digest): every site."""
+    site, _, digest = entry.rpartition("=")
+    return (site or None), digest
 
-    def __init__(self, digests: tuple[str, ...]) -> None:
-        self._digests = tuple(bytes.fromhex(d) for d in digests)
+
+class KeyChecker:
+    """Accepts a bearer token when its digest equals one of the configured digests whose
+    scope is every site or ``site``, the site this API serves."""
+
+    def __init__(self, digests: tuple[str, ...], site: str | None = None) -> None:
+        scoped = [key_scope(d) for d in digests]
+        self._digests = tuple(
+            bytes.fromhex(d) for s, d in scoped if s is None or site is None or s == site
+        )
 
     def __bool__(self) -> bool:
         return bool(self._digests)

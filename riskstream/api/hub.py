@@ -38,12 +38,16 @@ class AlertHub:
         backlog: int = 10_000,
         block_ms: int = 1000,
         max_students: int = 200_000,
+        site: str | None = None,
     ) -> None:
+        """``site``: the only site whose alerts are indexed and fanned out (the stream holds
+        every site's alerts; None = all, keyed by site anyway)."""
         self.r: Any = client
+        self.site = site
         self.backlog = backlog
         self.max_students = max_students  # bounds memory; the oldest alerts go first
         self.block_ms = block_ms
-        self.latest: dict[tuple[int, int], dict[str, Any]] = {}
+        self.latest: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.subscribers: set[Subscriber] = set()
         self.last_id = "0-0"
         self.seen = 0
@@ -68,18 +72,21 @@ class AlertHub:
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
-    def latest_for(self, course: int, user: int) -> dict[str, Any] | None:
-        return self.latest.get((course, user))
+    def latest_for(self, site: str, course: int, user: int) -> dict[str, Any] | None:
+        return self.latest.get((site, course, user))
 
     def rate_per_min(self, window_s: float = 60.0) -> float:
         now = time.monotonic()
         return float(sum(1 for t in self.arrivals if now - t <= window_s)) * 60.0 / window_s
 
     def _index(self, entry_id: str, alert: dict[str, Any], live: bool) -> None:
+        self.last_id = entry_id
         try:
-            k = (int(alert["course_id"]), int(alert["user_id"]))
+            k = (str(alert["site"]), int(alert["course_id"]), int(alert["user_id"]))
         except (KeyError, TypeError, ValueError):
             return
+        if self.site is not None and k[0] != self.site:
+            return  # another site's alert never reaches this site's readers
         self.latest.pop(k, None)  # re-insert: dict order = alert order, oldest first
         self.latest[k] = alert
         if len(self.latest) > self.max_students:
@@ -90,7 +97,7 @@ class AlertHub:
         self.seen += 1
         self.arrivals.append(time.monotonic())
         for sub in list(self.subscribers):
-            if sub.course is not None and sub.course != k[0]:
+            if sub.course is not None and sub.course != k[1]:
                 continue
             with contextlib.suppress(asyncio.QueueFull):  # a stuck client drops, others go on
                 sub.queue.put_nowait((entry_id, alert))

@@ -17,3 +17,13 @@ def courses_key(site: str) -> str:
 
 def calendar_key(site: str, course: int) -> str:
     return f"rs:cal:{site}:{course}"
+
+
+def drift_key(site: str, course: int, version: str) -> str:
+    """Hash of drift counts (``{week}:n``, ``{week}:{feature}:{bin}``) per model version."""
+    return f"rs:drift:{site}:{course}:{version}"
+
+
+def outcome_key(site: str, course: int) -> str:
+    """Hash user id -> CourseOutcome JSON (withdrawals from the worker, final results)."""
+    return f"rs:outcome:{site}:{course}"

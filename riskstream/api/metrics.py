@@ -30,6 +30,11 @@ class ApiMetrics:
         self.alerts_seen = Gauge(
             "riskstream_api_alerts_seen", "Alerts read live from rs:alerts", registry=self.registry
         )
+        self.monitor_errors = Counter(
+            "riskstream_api_monitor_errors",
+            "Drift/calibration refreshes that failed (Redis or registry unreadable)",
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "riskstream_stream_lag_events",
             "Events not yet committed by the worker",

@@ -135,6 +135,7 @@ class HealthOut(BaseModel):
     broker: bool | None = Field(description="null when no broker is configured")
     model_loaded: bool
     model_version: str | None
+    site: str = Field(description="The one site this API serves (shown on /ui)")
 
 
 class ErrorOut(BaseModel):

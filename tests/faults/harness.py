@@ -188,7 +188,7 @@ async def publish(
 
 
 async def create_topics(bootstrap: str) -> None:
-    await ensure_topics(bootstrap, TOPICS.all(), 4)
+    await ensure_topics(bootstrap, TOPICS.all(), PARTITIONS)
 
 
 async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.5) -> list[bytes]:
@@ -215,6 +215,15 @@ async def read_topic(bootstrap: str, topic: str, idle_s: float = 1.5) -> list[by
         return out
     finally:
         await cons.stop()
+
+
+PARTITIONS = 4  # of every topic the fault tests create
+
+
+def _partition(key: bytes | None) -> int:
+    from aiokafka.partitioner import murmur2
+
+    return 0 if key is None else (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
 
 
 # -- the worker in a child process -----------------------------------------------------------
@@ -384,9 +393,12 @@ async def reference(
     r = aredis.Redis.from_url(redis_url)
     pub = Keep()
     try:
-        proc = Processor(r, pub, load_handle(registry, "cpu"))
+        # the worker sweeps the course clock per partition (the default), and alerts are
+        # admitted per partition: the reference sees the partitions the broker will use
+        proc = Processor(r, pub, load_handle(registry, "cpu"), sweep_partitions=PARTITIONS)
         recs = [
-            InRecord(TOPICS.events, 0, i, k, v, None) for i, (k, v) in enumerate(replay.records)
+            InRecord(TOPICS.events, _partition(k), i, k, v, None)
+            for i, (k, v) in enumerate(replay.records)
         ]
         for i in range(0, len(recs), batch):
             await proc.process(recs[i : i + batch])
@@ -474,6 +486,11 @@ def publish_model(root: Path, seed: int = 0, gain: float = 20.0, **th: float) ->
         rearm=th.get("rearm", 0.4),
         min_days=int(th.get("min_days", 3)),
         cooldown_days=int(th.get("cooldown_days", 2)),
+        # short replays: a day's risk is enough, and no capacity limit, so that many alerts
+        # (the fault verdict compares them) come out of a few simulated days
+        persist_days=int(th.get("persist_days", 1)),
+        day_cap=float(th.get("day_cap", 1.0)),
+        week_cap=float(th.get("week_cap", 1.0)),
     )
     return Registry(root).publish(
         model, DEFAULT_SPEC, thresholds, metrics={}, data_summary={"source": "tests/faults"}

@@ -55,6 +55,7 @@ def test_no_wave_beyond_the_limits(result) -> None:  # type: ignore[no-untyped-d
 
 def test_reasons_point_the_way_the_risk_goes(result) -> None:  # type: ignore[no-untyped-def]
     assert len(result.alerts)
+    assert (result.alerts["contributions"].map(len) > 0).mean() >= 0.5  # most say why
     for row in result.alerts.itertuples(index=False):
         for c in row.contributions:
             assert c["weight"] > 0  # a reason raises the risk

@@ -58,6 +58,17 @@ def test_evaluate_writes_report_on_an_oulad_sample(
     assert "| D | n | lstm | logreg | lightgbm | lightgbm+protected | lstm - lightgbm |" in md
     assert (out / "auc_by_cutoff.png").stat().st_size > 1000
     assert list((tmp_path / "cache").glob("days-*.npz"))  # shared with the trainer's cache
+    # analysis sections: importance per cut-off, partial dependence, segments, drift
+    imp = rep["importance"]["56"]["features"]
+    assert len(imp) == 17 + 8 and all(v["mean_abs_change"] >= 0 for v in imp.values())
+    assert len(rep["partial_dependence"]) == 3
+    for item in rep["partial_dependence"].values():
+        assert len(item["mean_risk"]["56"]) == len(item["grid"])
+    seg = rep["segments"]
+    assert len(seg["descriptions"]) == 4 and sum(r["n"] for r in seg["holdout"]["56"]) == d56["n"]
+    assert rep["drift"]["courses"]
+    assert "## What drives risk overall" in md and "## Student segments" in md
+    assert (out / "importance.png").stat().st_size > 1000
 
 
 def test_evaluate_without_a_model_says_what_to_do(

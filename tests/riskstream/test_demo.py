@@ -211,6 +211,7 @@ def test_demo_short_run_end_to_end(tmp_path: Path) -> None:
     assert summary["events_sent"] > 1000
     assert summary["events_processed"] == summary["events_sent"]
     assert summary["alerts"] > 0 and "full report" in out.stdout
+    assert "final results for live calibration" in out.stdout  # rs:outcome:{site}:{course}
     # precision recomputed independently from the alerts file and OULAD outcomes
     alerts = [json.loads(x) for x in (report / "alerts.jsonl").read_text().splitlines()]
     assert len(alerts) == summary["alerts"]

@@ -99,12 +99,18 @@ def put_student(
 
 
 def make_alert(
-    course: int, user: int, risk: float = 0.82, level: str = "high", day: int = 20
+    course: int,
+    user: int,
+    risk: float = 0.82,
+    level: str = "high",
+    day: int = 20,
+    site: str = SITE,
+    explanation: str = "no quiz activity for 14 days; fewer forum posts than peers",
 ) -> RiskAlert:
     now = datetime.now(UTC)
     return RiskAlert(
-        alert_id=alert_id(SITE, course, user, "v0002", 1000 + user, level),
-        site=SITE,
+        alert_id=alert_id(site, course, user, "v0002", 1000 + user, level),
+        site=site,
         user_id=user,
         course_id=course,
         risk=risk,
@@ -115,7 +121,7 @@ def make_alert(
             Contribution(feature="quiz", weight=0.21, text="no quiz activity for 14 days"),
             Contribution(feature="forum", weight=0.08, text="fewer forum posts than peers"),
         ],
-        explanation="no quiz activity for 14 days; fewer forum posts than peers",
+        explanation=explanation,
         day=day,
         trigger_event_id=1000 + user,
         event_time=now,

@@ -15,7 +15,7 @@ import redis
 from riskstream.api import ApiConfig
 from riskstream.stack import Stack
 from tests.conftest import REPO
-from tests.riskstream.api.conftest import AUTH, KEY, LiveServer, add_alert, put_student
+from tests.riskstream.api.conftest import AUTH, KEY, SITE, LiveServer, add_alert, put_student
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -183,12 +183,13 @@ async def test_hub_keeps_the_latest_alert_per_student_within_its_bound(
     hub.start()
     try:
         await asyncio.wait_for(hub.ready.wait(), 5)
-        assert hub.latest_for(1, 1)["day"] == 9  # type: ignore[index]
+        assert hub.latest_for(SITE, 1, 1)["day"] == 9  # type: ignore[index]
         assert sub.queue.empty()  # the backlog is not replayed to live subscribers
         await asyncio.to_thread(add_alert, redis_client, 1, 3, day=5)
         _eid, alert = await asyncio.wait_for(sub.queue.get(), 5)
         assert alert["user_id"] == 3 and hub.seen == 1
-        assert set(hub.latest) == {(1, 1), (1, 3)}  # student 2's was the oldest: dropped
+        # student 2's was the oldest: dropped
+        assert set(hub.latest) == {(SITE, 1, 1), (SITE, 1, 3)}
     finally:
         await hub.stop()
         await r.aclose()

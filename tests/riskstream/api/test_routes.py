@@ -232,6 +232,7 @@ def test_healthz_and_metrics_need_no_key(client: TestClient) -> None:
         "broker": None,
         "model_loaded": True,
         "model_version": "v0002",
+        "site": "test.moodle",
     }
     client.get("/v1/alerts")  # a 401, counted
     text = client.get("/metrics").text
