@@ -17,6 +17,7 @@ from contracts.events import (
     enrolment_event,
     is_enrolment,
 )
+from contracts.feedback import FeedbackAction, TeacherFeedback
 from contracts.outcomes import CourseOutcome, OutcomeResult
 from contracts.topics import TOPICS, Topics
 from contracts.version import SCHEMA_VERSION
@@ -35,12 +36,14 @@ __all__ = [
     "CourseOutcome",
     "DeadLetter",
     "Deadline",
+    "FeedbackAction",
     "LmsEvent",
     "OutcomeResult",
     "RiskAlert",
     "RiskLevel",
     "RiskScore",
     "StudentProfile",
+    "TeacherFeedback",
     "Topics",
     "activity_from_component",
     "alert_id",

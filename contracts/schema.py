@@ -9,6 +9,7 @@ from contracts.alerts import RiskAlert, RiskScore
 from contracts.calendar import CourseCalendar, StudentProfile
 from contracts.deadletter import DeadLetter
 from contracts.events import LmsEvent
+from contracts.feedback import TeacherFeedback
 from contracts.outcomes import CourseOutcome
 from contracts.topics import TOPICS
 from contracts.version import SCHEMA_VERSION
@@ -19,6 +20,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str | None]] = {
     "risk_alert": (RiskAlert, TOPICS.alerts),
     "risk_score": (RiskScore, TOPICS.risk_latest),
     "dead_letter": (DeadLetter, TOPICS.dead_letter),
+    "teacher_feedback": (TeacherFeedback, TOPICS.feedback),
     "course_calendar": (CourseCalendar, None),
     "student_profile": (StudentProfile, None),
     "course_outcome": (CourseOutcome, None),

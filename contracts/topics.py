@@ -11,9 +11,10 @@ class Topics:
     alerts: str = "riskstream.alerts"
     risk_latest: str = "riskstream.risk.latest"
     dead_letter: str = "riskstream.dead-letter"
+    feedback: str = "riskstream.feedback"
 
     def all(self) -> tuple[str, ...]:
-        return (self.events, self.alerts, self.risk_latest, self.dead_letter)
+        return (self.events, self.alerts, self.risk_latest, self.dead_letter, self.feedback)
 
 
 TOPICS = Topics()

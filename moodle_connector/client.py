@@ -132,6 +132,8 @@ class MoodleClient:
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
         )
         self.known_functions: set[str] | None = None
+        self.function_versions: dict[str, str] = {}
+        self.user_id: int | None = None  # the token's user, from site info
         self.calls = 0
         self.retries = 0
 
@@ -238,4 +240,9 @@ class MoodleClient:
         if not isinstance(info, dict):
             raise MoodleError("core_webservice_get_site_info returned no object")
         self.known_functions = {str(f.get("name")) for f in info.get("functions", [])}
+        self.function_versions = {
+            str(f.get("name")): str(f.get("version", "")) for f in info.get("functions", [])
+        }
+        uid = info.get("userid")
+        self.user_id = int(uid) if isinstance(uid, int | str) and str(uid).isdigit() else None
         return info

@@ -12,9 +12,9 @@ def cursor_key(site: str) -> str:
 class Cursor:
     """Redis-backed, so a restarted connector resumes where the broker last acknowledged."""
 
-    def __init__(self, redis: Redis, site: str) -> None:
+    def __init__(self, redis: Redis, site: str, key: str | None = None) -> None:
         self._redis = redis
-        self.key = cursor_key(site)
+        self.key = key or cursor_key(site)
 
     async def get(self) -> int:
         raw = await self._redis.get(self.key)

@@ -63,8 +63,14 @@ class FunctionMissing(MoodleError):
     """Moodle does not know the function (plugin not installed, or removed in this release)."""
 
 
-class AccessDenied(MoodleError):
-    """The token's user lacks a capability the function checks (e.g. report/log:view)."""
+class AccessDenied(MoodleFatalError):
+    """The token's user lacks a capability the function checks (e.g. report/log:view).
+
+    Fatal: waiting cannot grant a capability. ``capabilities`` names the missing ones when the
+    plugin's ``local_riskstream_check_access`` could tell.
+    """
+
+    capabilities: tuple[str, ...] = ()
 
 
 class InvalidParameter(MoodleError):
@@ -79,9 +85,16 @@ class MoodleUnavailable(MoodleError):
     """Network errors, timeouts or 5xx persisted past the retry budget."""
 
 
+SETUP_HINT = (
+    "run `php local/riskstream/cli/setup.php` on the Moodle server (it gives the service "
+    "user's role exactly the capabilities the connector needs)"
+)
+
+
 def stops_everything(exc: MoodleError) -> bool:
-    """Errors no call can survive (token, web services off); a missing optional function can."""
-    return isinstance(exc, InvalidToken | WebServicesDisabled)
+    """Errors no call can survive (token, web services off, a missing capability); a missing
+    optional function can."""
+    return isinstance(exc, InvalidToken | WebServicesDisabled | AccessDenied)
 
 
 def error_from_body(function: str, body: Mapping[str, Any]) -> MoodleError:
@@ -117,10 +130,15 @@ def error_from_body(function: str, body: Mapping[str, Any]) -> MoodleError:
     if code == "invalidparameter":
         detail = f": {debug}" if debug else ""
         return InvalidParameter(f"{function} rejected a parameter{detail}", **kw)
-    if code.startswith("nopermission") or "required_capability" in exc:
+    if (
+        code.startswith("nopermission")
+        or code in {"requireloginerror", "accessdenied", "coursehidden"}
+        or "required_capability" in exc
+        or exc == "require_login_exception"
+    ):
         return AccessDenied(
-            f"{function}: {msg} Give the token's user the needed capability "
-            "(report/log:view at system level for a site-wide connector).",
+            f"{function}: permission denied ({msg.strip()} [{code or exc}]). The token's user "
+            f"lacks a capability: {SETUP_HINT}.",
             **kw,
         )
     return MoodleError(f"{function} failed: {msg} ({code or exc})", **kw)

@@ -23,6 +23,9 @@ SUBJECT_IS_RELATED = frozenset(
         "\\mod_quiz\\event\\attempt_submitted",
         "\\mod_quiz\\event\\attempt_graded",
         "\\mod_assign\\event\\submission_graded",
+        # enrolments: the actor is whoever enrolled the student
+        "\\core\\event\\user_enrolment_created",
+        "\\core\\event\\user_enrolment_deleted",
     }
 )
 CONTEXT_MODULE = 70

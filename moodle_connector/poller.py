@@ -1,7 +1,9 @@
 """Pages the site's log into the events topic; the cursor moves only after the broker acks.
 
 Order of one page: fetch rows after the cursor -> normalize (bad rows to dead letter) ->
-enrich grades -> send every record -> await every ack -> advance the cursor. A crash
+sync the rosters of the page's courses (an enrolment record per student of a roster synced
+now) -> keep students' events only -> enrich grades -> send every record -> await every ack
+-> advance the cursor. A crash
 anywhere before the last step replays that page; event ids are log ids, so consumers dedupe.
 """
 
@@ -19,7 +21,14 @@ from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contracts import TOPICS, LmsEvent, encode
+from contracts import (
+    ENROLMENT_EVENTNAME,
+    TOPICS,
+    UNENROLMENT_EVENTNAME,
+    LmsEvent,
+    encode,
+    enrolment_event,
+)
 from moodle_connector.client import MoodleClient, RetryPolicy
 from moodle_connector.courses import CourseSync
 from moodle_connector.cursor import Cursor
@@ -32,6 +41,16 @@ log = structlog.get_logger("moodle_connector.poller")
 
 EVENTS_FUNCTION = "local_riskstream_get_events"
 STAGE = "connector.normalize"
+#: log rows after which a course's roster is read again before its events are filtered
+ROSTER_CHANGES = frozenset(
+    {
+        ENROLMENT_EVENTNAME,
+        UNENROLMENT_EVENTNAME,
+        "\\core\\event\\user_enrolment_updated",
+        "\\core\\event\\role_assigned",
+        "\\core\\event\\role_unassigned",
+    }
+)
 
 
 class Producer(Protocol):
@@ -47,6 +66,8 @@ class PageResult:
     rows: int = 0
     published: int = 0
     dropped: int = 0
+    not_students: int = 0
+    enrolments: int = 0
     dead: int = 0
     last_id: int = 0
     has_more: bool = False
@@ -59,6 +80,8 @@ class PollerStats:
     rows: int = 0
     published: int = 0
     dropped: int = 0
+    not_students: int = 0
+    enrolments: int = 0
     dead: int = 0
     outages: int = 0
     lag_s: float = 0.0
@@ -82,6 +105,9 @@ class Poller:
         outage_backoff: RetryPolicy | None = None,
         events_topic: str = TOPICS.events,
         dead_letter_topic: str = TOPICS.dead_letter,
+        own_user_id: int | None = None,
+        wait_s: int = 0,
+        publish_enrolments: bool = True,
     ) -> None:
         if not 1 <= page_size <= 5000:
             raise ValueError("page size must be 1..5000 (the plugin's limit)")
@@ -98,12 +124,20 @@ class Poller:
         self.events_topic = events_topic
         self.dead_letter_topic = dead_letter_topic
         self.stats = PollerStats()
+        self.own_user_id = own_user_id  # the token's user: its rows are never events
+        self.wait_s = wait_s  # long poll when drained (plugin >= 0.2): one call per wait
+        self._drained = False
+        self.publish_enrolments = publish_enrolments
 
     async def fetch(self, since_id: int) -> dict[str, Any]:
-        body = await self.client.call(
-            EVENTS_FUNCTION,
-            {"sinceid": since_id, "limit": self.page_size, "courseid": self.course_id},
-        )
+        params: dict[str, Any] = {
+            "sinceid": since_id,
+            "limit": self.page_size,
+            "courseid": self.course_id,
+        }
+        if self.wait_s and self._drained:
+            params["waitseconds"] = self.wait_s
+        body = await self.client.call(EVENTS_FUNCTION, params)
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             raise MoodleError(
                 f"{EVENTS_FUNCTION} returned no 'events' list", function=EVENTS_FUNCTION
@@ -120,7 +154,10 @@ class Poller:
         bad: list[tuple[Any, NormalizeError]] = []
         dropped = 0
         for row in rows:
-            if isinstance(row, Mapping) and should_drop(row):
+            if isinstance(row, Mapping) and (
+                should_drop(row)
+                or (self.own_user_id is not None and row.get("userid") == self.own_user_id)
+            ):
                 dropped += 1
                 continue
             try:
@@ -148,8 +185,13 @@ class Poller:
                 function=EVENTS_FUNCTION,
             )
         events, bad, result.dropped = self.split(rows)
+        enrolments: list[LmsEvent] = []
         if self.courses is not None and events:
-            await self.courses.seen({ev.course_id for ev in events})
+            changed = {ev.course_id for ev in events if ev.eventname in ROSTER_CHANGES}
+            synced = await self.courses.seen({ev.course_id for ev in events}, force=changed)
+            if self.publish_enrolments:
+                enrolments = self.enrolments(synced, events)
+            events, result.not_students = self.courses.only_students(events)
         if self.enricher is not None and events:
             by_id = {
                 int(r["id"]): r
@@ -159,7 +201,7 @@ class Poller:
             events = await self.enricher.enrich(events, by_id)
         futures = [
             await self.producer.send(self.events_topic, value=encode(ev), key=ev.key)
-            for ev in events
+            for ev in (*enrolments, *events)
         ]
         for row, exc in bad:
             user = row.get("userid") if isinstance(row, Mapping) else None
@@ -177,11 +219,41 @@ class Poller:
         if last_id > since:
             await self.cursor.set(last_id)
         result.published, result.dead, result.last_id = len(events), len(bad), max(last_id, since)
+        result.enrolments = len(enrolments)
+        self._drained = not result.has_more
         times = [r.get("timecreated") for r in rows if isinstance(r, Mapping)]
         numeric = [float(t) for t in times if isinstance(t, int | float)]
         result.newest_time = max(numeric) if numeric else None
         self._account(result)
         return result
+
+    def enrolments(
+        self, synced: list[tuple[int, dict[str, Any]]], events: list[LmsEvent]
+    ) -> list[LmsEvent]:
+        """An enrolment record (event id 0) per student of each roster synced now: the worker
+        creates the state of a student who never clicks (no-shows are scored). Id 0 never
+        overwrites anything: the worker applies it only to a missing state.
+
+        Time: the enrolment's start (``local_riskstream_get_enrolments``); where the plugin
+        cannot tell, the earliest row of the course in this page (never later than now), so a
+        connector catching up on an old log does not put a start after the student's history.
+        """
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC)
+        first: dict[int, datetime] = {}
+        for ev in events:
+            if ev.course_id not in first or ev.time < first[ev.course_id]:
+                first[ev.course_id] = ev.time
+        out = []
+        for course_id, roster in synced:
+            fallback = min(now, first.get(course_id, now))
+            starts = roster.get("starts") or {}
+            for user_id in roster["students"]:
+                start = starts.get(str(user_id))
+                when = min(now, datetime.fromtimestamp(start, UTC)) if start else fallback
+                out.append(enrolment_event(self.site, course_id, user_id, when))
+        return out
 
     def _account(self, r: PageResult) -> None:
         s = self.stats
@@ -189,6 +261,8 @@ class Poller:
         s.rows += r.rows
         s.published += r.published
         s.dropped += r.dropped
+        s.not_students += r.not_students
+        s.enrolments += r.enrolments
         s.dead += r.dead
         if r.newest_time is not None:
             s.lag_s = max(0.0, time.time() - r.newest_time)

@@ -16,6 +16,7 @@ from riskstream import (
     cli_backfill,
     cli_connector,
     cli_evaluate,
+    cli_model,
     cli_monitor,
     cli_ops,
     cli_replay,
@@ -171,6 +172,7 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
 # Each part's commands live in their own module; this is the one place they are registered.
 app.add_typer(cli_connector.connector_app, name="connector")
 app.add_typer(cli_api.api_app, name="api")
+app.add_typer(cli_model.model_app, name="model")
 app.command("train")(cli_train.train)
 app.command("calibrate")(cli_train.calibrate)
 app.add_typer(cli_monitor.monitor_app, name="monitor")

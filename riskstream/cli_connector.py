@@ -30,8 +30,15 @@ def _settings() -> Settings:
 
 
 @connector_app.command("check")
-def check() -> None:
-    """Site name, Moodle release, and which needed web-service functions are available."""
+def check(
+    course: int = typer.Option(
+        0,
+        "--course",
+        help="Course to call every function on (default RISKSTREAM_CONNECTOR_COURSE_ID, else "
+        "the first course)",
+    ),
+) -> None:
+    """Site, release, needed functions, missing capabilities; every function called on a course."""
     from moodle_connector.client import MoodleClient, RetryPolicy
     from moodle_connector.errors import MoodleError
     from moodle_connector.run import check_site
@@ -45,7 +52,7 @@ def check() -> None:
             timeout_s=s.connector_timeout_s,
             retry=RetryPolicy(attempts=min(3, s.connector_retries)),
         ) as client:
-            return await check_site(client)
+            return await check_site(client, course_id=course or s.connector_course_id)
 
     try:
         report = asyncio.run(go())
@@ -63,13 +70,39 @@ def check() -> None:
         color = "green" if state == "available" else ("red" if required else "yellow")
         table.add_row(purpose + ("" if required else " (optional)"), fn, f"[{color}]{state}[/]")
     console.print(table)
-    if not report.ok:
+    if report.course_id:
+        calls = Table(f"called on course {report.course_id}", "outcome", "detail")
+        for fn, outcome, detail in report.calls:
+            color = {"ok": "green", "skipped": "yellow"}.get(outcome, "red")
+            calls.add_row(fn, f"[{color}]{outcome}[/]", detail)
+        console.print(calls)
+    else:
+        console.print("[yellow]no course to call the functions on[/] (give --course ID)")
+    problems = False
+    if report.missing_required:
+        problems = True
         console.print(
             "[bold red]missing:[/] "
             + ", ".join(report.missing_required)
             + ". Install the local_riskstream plugin and use a token of its predefined service "
             "(Site administration > Server > Web services > Manage tokens)."
         )
+    if report.missing_capabilities:
+        problems = True
+        console.print("[bold red]missing capabilities[/] of the token's user:")
+        for cap, why in report.missing_capabilities:
+            console.print(f"  {cap}  ({why})")
+        console.print(
+            "Run `php local/riskstream/cli/setup.php` on the Moodle server, or grant them to "
+            "the service user's role."
+        )
+    failed = [(fn, o) for fn, o, _ in report.calls if o not in ("ok", "skipped")]
+    if failed:
+        problems = True
+        console.print(
+            "[bold red]failed on the course:[/] " + ", ".join(f"{fn} ({o})" for fn, o in failed)
+        )
+    if problems or not report.ok:
         raise typer.Exit(1)
     console.print("[green]ready[/]")
 
@@ -100,6 +133,9 @@ def run(
         poll=poll,
         sink_group=s.connector_sink_group,
         sink_max_attempts=s.connector_sink_max_attempts,
+        wait_s=s.connector_wait_s,
+        feedback_every_s=s.connector_feedback_every_s,
+        enrolments=s.connector_enrolments,
     )
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError

@@ -49,6 +49,7 @@ def _config(s: Settings, device: str) -> Any:
         sweep=s.stream_sweep,
         sweep_lag_days=s.stream_sweep_lag_days,
         explain_levels=_levels(s.stream_explain_levels),
+        feedback=s.stream_feedback,
         sites=s.site_list,
         max_id_jump=s.stream_max_id_jump,
         metrics_host=s.stream_metrics_host,

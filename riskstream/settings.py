@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     connector_course_refresh_s: float = Field(default=3600.0, gt=0, description="Roster refresh")
     connector_sink_group: str = "riskstream-sink"
     connector_sink_max_attempts: int = Field(default=5, ge=1, description="Then dead letter")
+    connector_wait_s: int = Field(
+        default=20, ge=0, le=60, description="Long poll when drained (0 = off): one call per wait"
+    )
+    connector_feedback_every_s: float = Field(
+        default=300.0, ge=0, description="Teachers' feedback poll (0 = off)"
+    )
+    connector_enrolments: bool = Field(
+        default=True, description="An enrolment record per roster student (no-shows are scored)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_registry: Path = Path("var/registry")
     cache_dir: Path = Field(default=Path("var/cache"), description="Cached training tensors")
@@ -91,6 +100,9 @@ class Settings(BaseSettings):
         description="Alert levels that carry contributions, comma-separated; * = every level",
     )
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
+    stream_feedback: bool = Field(
+        default=False, description="Keep teachers' feedback and hold back contacted students"
+    )
     stream_metrics_host: str = Field(
         default="127.0.0.1", description="Address the metrics port binds (0.0.0.0 = every one)"
     )

@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(redis-server php-cli docker-compose chromium wrk)  # chromium: /ui browser test; wrk: bench_api
+# A real Moodle 5.0.2 for tests/moodle_real (../shared/moodle): PHP 8.2 with Moodle's extensions,
+# PostgreSQL 15 (the suite runs a cluster of its own under var/moodle), zstd for the tarball.
+DEB_PACKAGES+=(php8.2-cli php8.2-pgsql php8.2-curl php8.2-xml php8.2-mbstring php8.2-zip php8.2-gd
+  php8.2-intl php8.2-soap php8.2-opcache php8.2-readline postgresql-15 zstd)
 # node + npm run s3rver, the local S3 server behind the durable embedded broker.
 command -v npm >/dev/null 2>&1 || DEB_PACKAGES+=(nodejs npm)
 missing=()

@@ -248,6 +248,7 @@ class Processor:
         sweep_lag_days: int = 1,
         sweep_chunk: int = 2000,
         explain_levels: frozenset[str] | None = None,
+        feedback_gate: Callable[[list[RiskAlert]], Awaitable[list[RiskAlert]]] | None = None,
         sites: frozenset[str] | None = None,
         max_id_jump: int = DEFAULT_MAX_ID_JUMP,
     ) -> None:
@@ -270,6 +271,8 @@ class Processor:
         self.sweep_partitions = sweep_partitions
         self.sweep_lag_days = sweep_lag_days
         self.sweep_chunk = sweep_chunk
+        # teachers' feedback (stream_app/feedback.py): holds back alerts of contacted students
+        self.feedback_gate = feedback_gate
         self._clock: dict[tuple[str, int, int], int] = {}
         self._clock_dirty: set[tuple[str, int, int]] = set()
         self._swept: dict[tuple[str, int, int], int] = {}
@@ -1104,6 +1107,10 @@ class Processor:
                 write.hincrs.append((ck, f"a{d}", 1))
             for k, s in students.items():
                 write.states[k] = {"alert": s.st.alert.to_json()}
+            gate = self.feedback_gate  # teachers' feedback: contacted students held back
+            if alerts and gate is not None:
+                admitted = alerts
+                alerts = await self._retry("redis.feedback", lambda: gate(admitted))
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, list(students.values()), handle)
         out = []

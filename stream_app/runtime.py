@@ -15,6 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from contracts import TOPICS
+from stream_app.feedback import FeedbackConsumer, FeedbackGate
 from stream_app.fetch_wait import FetchWaitTuner
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
@@ -53,6 +54,7 @@ class WorkerConfig:
     sweep: bool = True  # advance idle students on the course clock; closes days for alerts
     sweep_lag_days: int = 1
     explain_levels: tuple[str, ...] | None = ("high",)  # None: explain every alert
+    feedback: bool = False  # teachers' feedback: store it, hold back contacted students
     sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
     max_id_jump: int = 100_000_000  # see Processor: implausible event ids
     metrics_host: str = "127.0.0.1"
@@ -81,6 +83,8 @@ class Runtime:
         self.publisher: KafkaPublisher | None = None
         self.processor: Processor | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._feedback: asyncio.Task[None] | None = None
+        self._feedback_stop = asyncio.Event()
 
     async def start(self) -> Processor:
         cfg = self.cfg
@@ -102,9 +106,15 @@ class Runtime:
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
             explain_levels=None if cfg.explain_levels is None else frozenset(cfg.explain_levels),
+            feedback_gate=FeedbackGate(self.redis, handle.loaded.thresholds.cooldown_days)
+            if cfg.feedback
+            else None,
             sites=cfg.sites,
             max_id_jump=cfg.max_id_jump,
         )
+        if cfg.feedback:  # opt-in (RISKSTREAM_STREAM_FEEDBACK): see ARCHITECTURE, feedback
+            consumer = FeedbackConsumer(cfg.bootstrap, self.redis, f"{cfg.group}-feedback")
+            self._feedback = asyncio.create_task(consumer.run(self._feedback_stop))
         if cfg.monitor:
             self.processor.monitor = StreamMonitor(cfg.registry, self.metrics.registry)
         watcher = ModelWatcher(cfg.registry, cfg.device, self.engine, cfg.reload_every)
@@ -122,6 +132,10 @@ class Runtime:
         return self.processor
 
     async def stop(self) -> None:
+        if self._feedback is not None:
+            self._feedback_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._feedback, timeout=5)
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

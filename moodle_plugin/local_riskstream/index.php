@@ -29,6 +29,11 @@ $PAGE->set_pagelayout('report');
 $PAGE->set_title(get_string('alertspage', 'local_riskstream'));
 $PAGE->set_heading(format_string($course->fullname, true, ['context' => $context]));
 
+$mode = optional_param('digest', '', PARAM_ALPHA);
+if (($mode === 'digest' || $mode === 'each') && confirm_sesskey()) {
+    set_user_preference(\local_riskstream\digest::PREF, $mode);
+}
+
 $days = (int)get_config('local_riskstream', 'showdays') ?: 28;
 $since = time() - $days * DAYSECS;
 // Current = the latest alert per student within the window.
@@ -56,7 +61,10 @@ if (!$alerts) {
         get_string('collevel', 'local_riskstream'),
         get_string('colwhen', 'local_riskstream'),
         get_string('colexplanation', 'local_riskstream'),
+        get_string('colfeedback', 'local_riskstream'),
     ];
+    $latest = \local_riskstream\feedback::latest_in_course($course->id);
+    $teachers = $latest ? $DB->get_records_list('user', 'id', array_map(fn($f) => $f->teacherid, $latest)) : [];
     foreach ($alerts as $a) {
         $name = isset($users[$a->userid]) ? fullname($users[$a->userid]) : get_string('unknownuser', 'local_riskstream');
         $profile = new moodle_url('/user/view.php', ['id' => $a->userid, 'course' => $course->id]);
@@ -66,8 +74,49 @@ if (!$alerts) {
             get_string('level_' . $a->level, 'local_riskstream'),
             userdate($a->timecreated),
             s($a->explanation),
+            local_riskstream_feedback_cell($a, $latest[$a->alertid] ?? null, $teachers),
         ];
     }
     echo html_writer::table($table);
 }
+$use = \local_riskstream\feedback::usefulness($course->id);
+if ($use['answered']) {
+    echo html_writer::tag('p', s(get_string('usefulshare', 'local_riskstream', (object)[
+        'useful' => $use['useful'], 'answered' => $use['answered'], 'alerts' => $use['alerts'],
+        'percent' => round($use['share'] * 100),
+    ])), ['class' => 'local-riskstream-usefulness', 'data-share' => format_float($use['share'], 3)]);
+}
+$digest = \local_riskstream\digest::wants_digest((int)$USER->id, (int)$course->id);
+echo html_writer::tag('p', get_string('digestmode_' . ($digest ? 'digest' : 'each'), 'local_riskstream'),
+    ['class' => 'local-riskstream-digest', 'data-digest' => (int)$digest]);
+$other = $digest ? 'each' : 'digest';
+echo $OUTPUT->single_button(new moodle_url('/local/riskstream/index.php',
+    ['id' => $course->id, 'digest' => $other, 'sesskey' => sesskey()]),
+    get_string('digestchoose_' . $other, 'local_riskstream'), 'post');
 echo $OUTPUT->footer();
+
+/**
+ * The feedback column: the latest answer, and one button per answer (posted with sesskey).
+ *
+ * @param stdClass $alert
+ * @param stdClass|null $latest
+ * @param array $teachers
+ * @return string HTML
+ */
+function local_riskstream_feedback_cell(stdClass $alert, ?stdClass $latest, array $teachers): string {
+    global $OUTPUT;
+    $out = '';
+    if ($latest) {
+        $out .= html_writer::div(s(get_string('feedbacklatest', 'local_riskstream', (object)[
+            'action' => get_string('feedback_' . $latest->action, 'local_riskstream'),
+            'teacher' => isset($teachers[$latest->teacherid]) ? fullname($teachers[$latest->teacherid]) : '',
+            'when' => userdate($latest->timecreated),
+        ])), 'local-riskstream-feedback', ['data-action' => $latest->action]);
+    }
+    foreach (\local_riskstream\feedback::ACTIONS as $action) {
+        $url = new moodle_url('/local/riskstream/feedback.php',
+            ['alert' => $alert->alertid, 'action' => $action, 'confirm' => 1, 'sesskey' => sesskey()]);
+        $out .= $OUTPUT->single_button($url, get_string('feedback_' . $action, 'local_riskstream'), 'post');
+    }
+    return $out;
+}

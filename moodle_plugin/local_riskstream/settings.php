@@ -25,5 +25,8 @@ if ($hassiteconfig) {
     $settings->add(new admin_setting_configtext('local_riskstream/showdays',
         get_string('showdays', 'local_riskstream'),
         get_string('showdays_desc', 'local_riskstream'), 28, PARAM_INT));
+    $settings->add(new admin_setting_configtext('local_riskstream/digestabove',
+        get_string('digestabove', 'local_riskstream'),
+        get_string('digestabove_desc', 'local_riskstream'), 10, PARAM_INT));
     $ADMIN->add('localplugins', $settings);
 }

@@ -17,8 +17,8 @@
 defined('MOODLE_INTERNAL') || die();
 
 $plugin->component = 'local_riskstream';
-$plugin->version   = 2026112200;
+$plugin->version   = 2026120202;
 $plugin->requires  = 2024100700; // Moodle 4.5.
 $plugin->supported = [405, 500];
 $plugin->maturity  = MATURITY_BETA;
-$plugin->release   = '0.1.0';
+$plugin->release   = '0.2.0';

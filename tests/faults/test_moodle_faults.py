@@ -67,6 +67,9 @@ def run_connector_in_thread(stack: Stack, url: str, token: str) -> tuple[Callabl
         timeout_s=1.0,  # the fake's "timeout" fault sleeps longer than this
         retries=2,
         sink=False,
+        # Roster enrolment records (id 0) are the worker's business (issue 14, item 4); the
+        # exactly-once verdict here is about the log's own events.
+        enrolments=False,
     )
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()

@@ -161,3 +161,19 @@ def _as_moodle_sees_it(v: object) -> object:
 def test_any_nested_parameters_survive_the_wire(params: dict[str, object]) -> None:
     back = decode_params(parse_qsl(urlencode(encode_params(params)), keep_blank_values=True))
     assert back == _as_moodle_sees_it(params)
+
+
+def test_permission_errors_are_fatal_and_say_how_to_fix() -> None:
+    """Issue 14, defect 4: a missing capability is never an outage to retry."""
+    from moodle_connector.errors import AccessDenied, error_from_body, stops_everything
+
+    for code, exc in (
+        ("requireloginerror", "require_login_exception"),
+        ("nopermissions", "required_capability_exception"),
+    ):
+        err = error_from_body(
+            "mod_quiz_get_user_attempts",
+            {"exception": exc, "errorcode": code, "message": "Course or activity not accessible."},
+        )
+        assert isinstance(err, AccessDenied) and err.fatal and stops_everything(err)
+        assert "setup.php" in str(err)

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 from redis.asyncio import Redis
 
-from contracts import DeadLetter, LmsEvent, decode, decode_event, keys
+from contracts import DeadLetter, LmsEvent, decode, decode_event, is_enrolment, keys
 from moodle_connector.client import MoodleClient, RetryPolicy
 from moodle_connector.courses import CourseSync
 from moodle_connector.cursor import Cursor
@@ -278,3 +278,45 @@ async def test_quiz_enrichment_falls_back_to_older_function(
     out = await Enricher(client).enrich([ev], rows)
     assert out[0].grade == 5.0
     assert fake.calls(ATTEMPTS_OLD) and fake.calls("mod_quiz_get_user_quiz_attempts")
+
+
+async def test_only_students_of_the_roster_are_published_with_enrolment_records(
+    stack: Stack,
+    fake: FakeMoodle,
+    client: MoodleClient,
+    producer: AIOKafkaProducer,
+    aredis: Redis,
+    topics: Topics,
+) -> None:
+    """Issue 14, defect 5 and item 4: the teacher (3) and the admin (2) of the recorded course
+    act in the log but are never published; each roster student gets one enrolment (id 0)."""
+    rows = fake.load_recorded()
+    assert {r["userid"] for r in rows} & {2, 3}  # the log does hold their activity
+    poller = make_poller(
+        client, producer, aredis, topics, page_size=5000, courses=CourseSync(client, aredis, SITE)
+    )
+    page = await poller.poll_once()
+    events = await events_on(stack, topics.events)
+    assert page.not_students > 0
+    assert {ev.user_id for ev in events} <= set(range(4, 34))
+    enrolments = [ev for ev in events if is_enrolment(ev) and ev.event_id == 0]
+    assert sorted(ev.user_id for ev in enrolments) == list(range(4, 34))
+    first = min(ev.time for ev in events if ev.event_id > 0)
+    assert all(ev.time <= first for ev in enrolments)  # never after the student's history
+
+
+async def test_own_rows_are_dropped(
+    stack: Stack,
+    fake: FakeMoodle,
+    client: MoodleClient,
+    producer: AIOKafkaProducer,
+    aredis: Redis,
+    topics: Topics,
+) -> None:
+    """Rows of the token's own user (an older plugin returns them) never become events."""
+    rows = fake.add_synthetic(40, users=[5, 6])
+    poller = make_poller(client, producer, aredis, topics, own_user_id=5)
+    await poller.poll_once()
+    events = await events_on(stack, topics.events)
+    assert {ev.user_id for ev in events} == {6}
+    assert len(events) == sum(1 for r in rows if r["userid"] == 6 and not should_drop(r))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from contracts import TOPICS, decode_event
+from contracts import TOPICS, decode_event, is_enrolment
 from moodle_connector.normalize import should_drop
 from riskstream.stack import Stack
 from tests.conftest import MOODLE_RECORDED, subprocess_env
@@ -84,11 +84,15 @@ def test_kill9_then_resume_no_gap_and_sigterm_is_clean(
         out2, _ = second.communicate(timeout=20)
     assert second.returncode == 0, out2[-2000:]
     assert "connector stopped" in out2
-    got = [
-        ev.event_id
+    mine = [
+        ev
         for _, v in asyncio.run(read_topic(stack.bootstrap, TOPICS.events, len(want)))
         if v and (ev := decode_event(v)).site == site
     ]
+    got = [ev.event_id for ev in mine if not is_enrolment(ev)]
+    # every student of the roster got an enrolment record (id 0) when the course was synced
+    assert {ev.user_id for ev in mine if is_enrolment(ev)} == set(range(4, 34))
+    assert all(ev.event_id == 0 for ev in mine if is_enrolment(ev))
     assert set(got) == want  # nothing lost across the kill
     assert len(got) - len(want) <= PAGE  # at most the page in flight was sent twice
     for out in (out1, out2):

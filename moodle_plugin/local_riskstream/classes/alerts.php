@@ -77,16 +77,29 @@ class alerts {
         $student = $DB->get_record('user', ['id' => $record->userid], '*', IGNORE_MISSING);
         $teachers = get_enrolled_users($context, 'local/riskstream:viewalerts', 0, 'u.*', null, 0, 0, true);
         $url = new moodle_url('/local/riskstream/index.php', ['id' => $record->courseid]);
+        // Plain text gets the words as they are (no HTML entities); the HTML body escapes them.
         $a = (object)[
             'student' => $student ? fullname($student) : get_string('unknownuser', 'local_riskstream'),
-            'course' => format_string($course->fullname, true, ['context' => $context]),
+            'course' => format_string($course->fullname, true, ['context' => $context, 'escape' => false]),
             'level' => get_string('level_' . $record->level, 'local_riskstream'),
             'risk' => round($record->risk * 100),
-            'explanation' => s($record->explanation),
+            'explanation' => clean_param((string)$record->explanation, PARAM_TEXT),
             'url' => $url->out(false),
         ];
+        $links = [];
+        foreach (feedback::ACTIONS as $action) {
+            $links[$action] = feedback::url($record->alertid, $action)->out(false);
+        }
+        $a->feedback = implode("\n", array_map(fn($act) => '- ' . get_string('feedback_' . $act, 'local_riskstream') .
+            ': ' . $links[$act], feedback::ACTIONS));
+        $h = (object)array_map(fn($v) => s($v), (array)$a);
+        $h->feedback = implode(' | ', array_map(fn($act) => \html_writer::link($links[$act],
+            get_string('feedback_' . $act, 'local_riskstream')), feedback::ACTIONS));
         $sent = 0;
         foreach ($teachers as $teacher) {
+            if (digest::wants_digest((int)$teacher->id, (int)$record->courseid)) {
+                continue; // In tomorrow's digest instead.
+            }
             $message = new message();
             $message->component = 'local_riskstream';
             $message->name = 'riskalert';
@@ -96,7 +109,7 @@ class alerts {
             $message->subject = get_string('alertsubject', 'local_riskstream', $a);
             $message->fullmessage = get_string('alertbody', 'local_riskstream', $a);
             $message->fullmessageformat = FORMAT_PLAIN;
-            $message->fullmessagehtml = '';
+            $message->fullmessagehtml = get_string('alertbodyhtml', 'local_riskstream', $h);
             $message->smallmessage = get_string('alertsubject', 'local_riskstream', $a);
             $message->notification = 1;
             $message->contexturl = $a->url;

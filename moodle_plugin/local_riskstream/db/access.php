@@ -11,6 +11,7 @@
  *
  * viewalerts: see the course's risk alerts page and receive alert notifications (teachers).
  * pushalerts: store alerts through the web service (the connector's service user).
+ * readfeedback: read teachers' feedback on alerts through the web service (the connector).
  *
  * @package    local_riskstream
  * @copyright  2026 riskstream
@@ -34,6 +35,14 @@ $capabilities = [
         'riskbitmask' => RISK_PERSONAL | RISK_SPAM,
         'captype' => 'write',
         'contextlevel' => CONTEXT_COURSE,
+        'archetypes' => [
+            'manager' => CAP_ALLOW,
+        ],
+    ],
+    'local/riskstream:readfeedback' => [
+        'riskbitmask' => RISK_PERSONAL,
+        'captype' => 'read',
+        'contextlevel' => CONTEXT_SYSTEM,
         'archetypes' => [
             'manager' => CAP_ALLOW,
         ],

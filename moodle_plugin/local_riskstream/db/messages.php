@@ -24,4 +24,11 @@ $messageproviders = [
             'email' => MESSAGE_PERMITTED,
         ],
     ],
+    'riskdigest' => [
+        'capability' => 'local/riskstream:viewalerts',
+        'defaults' => [
+            'popup' => MESSAGE_PERMITTED + MESSAGE_DEFAULT_ENABLED,
+            'email' => MESSAGE_PERMITTED + MESSAGE_DEFAULT_ENABLED,
+        ],
+    ],
 ];

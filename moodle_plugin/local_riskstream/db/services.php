@@ -36,6 +36,38 @@ $functions = [
         'capabilities' => 'local/riskstream:pushalerts',
         'ajax' => false,
     ],
+    'local_riskstream_check_access' => [
+        'classname' => \local_riskstream\external\check_access::class,
+        'methodname' => 'execute',
+        'description' => 'Which of the connector\'s capabilities the caller lacks, at system level and in a course.',
+        'type' => 'read',
+        'ajax' => false,
+    ],
+    'local_riskstream_get_enrolments' => [
+        'classname' => \local_riskstream\external\get_enrolments::class,
+        'methodname' => 'execute',
+        'description' => 'When each active enrolment of a course started (user, timestart).',
+        'type' => 'read',
+        'capabilities' => 'moodle/course:viewparticipants',
+        'ajax' => false,
+    ],
+    'local_riskstream_get_feedback' => [
+        'classname' => \local_riskstream\external\get_feedback::class,
+        'methodname' => 'execute',
+        'description' => 'Teachers\' feedback on alerts with id > sinceid, in id order, paged.',
+        'type' => 'read',
+        'capabilities' => 'local/riskstream:readfeedback',
+        'ajax' => false,
+    ],
+    'local_riskstream_give_feedback' => [
+        'classname' => \local_riskstream\external\give_feedback::class,
+        'methodname' => 'execute',
+        'description' => 'A teacher marks an alert acknowledged, contacted (the student) or not useful.',
+        'type' => 'write',
+        'capabilities' => 'local/riskstream:viewalerts',
+        'ajax' => true,
+        'services' => [MOODLE_OFFICIAL_MOBILE_SERVICE],
+    ],
 ];
 
 $services = [
@@ -44,6 +76,9 @@ $services = [
         'functions' => [
             'local_riskstream_get_events',
             'local_riskstream_push_alerts',
+            'local_riskstream_check_access',
+            'local_riskstream_get_feedback',
+            'local_riskstream_get_enrolments',
             'core_webservice_get_site_info',
             'core_course_get_courses_by_field',
             'core_enrol_get_enrolled_users',
@@ -60,8 +95,9 @@ $services = [
     ],
 ];
 
-// Moodle 5.0 replaced mod_quiz_get_user_attempts (deprecated) by mod_quiz_get_user_quiz_attempts;
-// list it only where it exists so the service installs on 4.5 as well.
-if (class_exists('\\mod_quiz\\external\\get_user_quiz_attempts')) {
+// Moodle 5.0 replaced mod_quiz_get_user_attempts (deprecated) by mod_quiz_get_user_quiz_attempts,
+// a method of the legacy mod_quiz_external class (not a class of its own); list it only where it
+// exists so the service installs on 4.5 as well.
+if (method_exists('mod_quiz_external', 'get_user_quiz_attempts')) {
     $services['RiskStream connector']['functions'][] = 'mod_quiz_get_user_quiz_attempts';
 }

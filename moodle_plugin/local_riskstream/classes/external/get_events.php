@@ -32,6 +32,8 @@ use invalid_parameter_exception;
 class get_events extends external_api {
     /** Largest page a caller may ask for. */
     const MAX_LIMIT = 5000;
+    /** Longest wait for new rows; one call (one log row of its own) per wait when idle. */
+    const MAX_WAIT = 60;
 
     /**
      * Parameters.
@@ -43,6 +45,9 @@ class get_events extends external_api {
             'sinceid' => new external_value(PARAM_INT, 'Return rows with id greater than this', VALUE_DEFAULT, 0),
             'limit' => new external_value(PARAM_INT, 'Rows per page, 1..5000', VALUE_DEFAULT, 1000),
             'courseid' => new external_value(PARAM_INT, 'Only this course (0 = whole site)', VALUE_DEFAULT, 0),
+            'waitseconds' => new external_value(PARAM_INT,
+                'When there is no row yet, wait up to this many seconds (0..' . self::MAX_WAIT . ') for one',
+                VALUE_DEFAULT, 0),
         ]);
     }
 
@@ -52,18 +57,22 @@ class get_events extends external_api {
      * @param int $sinceid last id the caller has
      * @param int $limit page size
      * @param int $courseid course filter, 0 for the site
+     * @param int $waitseconds long poll: wait this long for a first row when there is none
      * @return array
      */
-    public static function execute(int $sinceid = 0, int $limit = 1000, int $courseid = 0): array {
-        global $DB;
+    public static function execute(int $sinceid = 0, int $limit = 1000, int $courseid = 0,
+            int $waitseconds = 0): array {
+        global $DB, $USER;
         $params = self::validate_parameters(self::execute_parameters(),
-            ['sinceid' => $sinceid, 'limit' => $limit, 'courseid' => $courseid]);
+            ['sinceid' => $sinceid, 'limit' => $limit, 'courseid' => $courseid, 'waitseconds' => $waitseconds]);
         $sinceid = $params['sinceid'];
         $limit = $params['limit'];
         $courseid = $params['courseid'];
-        if ($limit < 1 || $limit > self::MAX_LIMIT || $sinceid < 0 || $courseid < 0) {
+        $waitseconds = $params['waitseconds'];
+        if ($limit < 1 || $limit > self::MAX_LIMIT || $sinceid < 0 || $courseid < 0 ||
+                $waitseconds < 0 || $waitseconds > self::MAX_WAIT) {
             throw new invalid_parameter_exception('limit must be 1..' . self::MAX_LIMIT .
-                ', sinceid and courseid must not be negative');
+                ', waitseconds 0..' . self::MAX_WAIT . ', sinceid and courseid must not be negative');
         }
         $context = $courseid ? context_course::instance($courseid) : context_system::instance();
         self::validate_context($context);
@@ -77,8 +86,10 @@ class get_events extends external_api {
             return ['events' => [], 'lastid' => $sinceid, 'hasmore' => false, 'warnings' => $warnings];
         }
 
-        $select = 'id > :sinceid';
-        $sqlparams = ['sinceid' => $sinceid];
+        // The caller's own rows (every web-service call writes one) are never returned: the
+        // connector's polling must not feed back into the stream, nor wake a long poll.
+        $select = 'id > :sinceid AND userid <> :caller';
+        $sqlparams = ['sinceid' => $sinceid, 'caller' => (int)$USER->id];
         if ($courseid) {
             $select .= ' AND courseid = :courseid';
             $sqlparams['courseid'] = $courseid;
@@ -91,6 +102,14 @@ class get_events extends external_api {
         // stuck on: lastid is the window's end either way.
         $ids = array_keys($DB->get_records_select('logstore_standard_log', $select, $sqlparams,
             'id ASC', 'id', 0, $limit + 1));
+        $deadline = microtime(true) + $waitseconds;
+        while (!$ids && microtime(true) < $deadline) {
+            // Long poll: an idle connector makes one call (and one log row) per wait, not one
+            // per idle interval. Other requests write their log rows when they end.
+            usleep(500000);
+            $ids = array_keys($DB->get_records_select('logstore_standard_log', $select, $sqlparams,
+                'id ASC', 'id', 0, $limit + 1));
+        }
         $hasmore = count($ids) > $limit;
         $ids = array_slice($ids, 0, $limit);
         $rows = [];

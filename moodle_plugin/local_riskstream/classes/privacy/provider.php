@@ -31,7 +31,8 @@ use core_privacy\local\request\writer;
 class provider implements
     \core_privacy\local\metadata\provider,
     \core_privacy\local\request\plugin\provider,
-    \core_privacy\local\request\core_userlist_provider {
+    \core_privacy\local\request\core_userlist_provider,
+    \core_privacy\local\request\user_preference_provider {
 
     /**
      * What is stored and sent.
@@ -48,6 +49,13 @@ class provider implements
             'explanation' => 'privacy:metadata:alerts:explanation',
             'timecreated' => 'privacy:metadata:alerts:timecreated',
         ], 'privacy:metadata:alerts');
+        $collection->add_database_table('local_riskstream_feedback', [
+            'userid' => 'privacy:metadata:feedback:userid',
+            'teacherid' => 'privacy:metadata:feedback:teacherid',
+            'courseid' => 'privacy:metadata:feedback:courseid',
+            'action' => 'privacy:metadata:feedback:action',
+            'timecreated' => 'privacy:metadata:feedback:timecreated',
+        ], 'privacy:metadata:feedback');
         $collection->add_external_location_link('riskstream', [
             'userid' => 'privacy:metadata:riskstream:userid',
             'courseid' => 'privacy:metadata:riskstream:courseid',
@@ -55,6 +63,7 @@ class provider implements
             'timecreated' => 'privacy:metadata:riskstream:timecreated',
         ], 'privacy:metadata:riskstream');
         $collection->add_subsystem_link('core_message', [], 'privacy:metadata:core_message');
+        $collection->add_user_preference(\local_riskstream\digest::PREF, 'privacy:metadata:preference:digest');
         return $collection;
     }
 
@@ -71,6 +80,11 @@ class provider implements
                   JOIN {local_riskstream_alerts} a ON a.courseid = ctx.instanceid AND ctx.contextlevel = :level
                  WHERE a.userid = :userid";
         $contextlist->add_from_sql($sql, ['level' => CONTEXT_COURSE, 'userid' => $userid]);
+        $sql = "SELECT ctx.id
+                  FROM {context} ctx
+                  JOIN {local_riskstream_feedback} f ON f.courseid = ctx.instanceid AND ctx.contextlevel = :level
+                 WHERE f.userid = :userid OR f.teacherid = :teacherid";
+        $contextlist->add_from_sql($sql, ['level' => CONTEXT_COURSE, 'userid' => $userid, 'teacherid' => $userid]);
         return $contextlist;
     }
 
@@ -85,6 +99,10 @@ class provider implements
             return;
         }
         $userlist->add_from_sql('userid', 'SELECT userid FROM {local_riskstream_alerts} WHERE courseid = :courseid',
+            ['courseid' => $context->instanceid]);
+        $userlist->add_from_sql('userid', 'SELECT userid FROM {local_riskstream_feedback} WHERE courseid = :courseid',
+            ['courseid' => $context->instanceid]);
+        $userlist->add_from_sql('teacherid', 'SELECT teacherid FROM {local_riskstream_feedback} WHERE courseid = :courseid',
             ['courseid' => $context->instanceid]);
     }
 
@@ -110,9 +128,19 @@ class provider implements
                 'modelversion' => $r->modelversion,
                 'timecreated' => transform::datetime($r->timecreated),
             ], array_values($rows));
-            if ($data) {
+            $fb = $DB->get_records_select('local_riskstream_feedback',
+                'courseid = :courseid AND (userid = :userid OR teacherid = :teacherid)',
+                ['courseid' => $context->instanceid, 'userid' => $userid, 'teacherid' => $userid], 'id ASC');
+            $feedback = array_map(fn($r) => (object)[
+                'alertid' => $r->alertid,
+                'action' => $r->action,
+                'about_you' => transform::yesno($r->userid == $userid),
+                'given_by_you' => transform::yesno($r->teacherid == $userid),
+                'timecreated' => transform::datetime($r->timecreated),
+            ], array_values($fb));
+            if ($data || $feedback) {
                 writer::with_context($context)->export_data(
-                    [get_string('pluginname', 'local_riskstream')], (object)['alerts' => $data]);
+                    [get_string('pluginname', 'local_riskstream')], (object)['alerts' => $data, 'feedback' => $feedback]);
             }
         }
     }
@@ -126,6 +154,7 @@ class provider implements
         global $DB;
         if ($context instanceof context_course) {
             $DB->delete_records('local_riskstream_alerts', ['courseid' => $context->instanceid]);
+            $DB->delete_records('local_riskstream_feedback', ['courseid' => $context->instanceid]);
         }
     }
 
@@ -141,6 +170,9 @@ class provider implements
             if ($context instanceof context_course) {
                 $DB->delete_records('local_riskstream_alerts',
                     ['courseid' => $context->instanceid, 'userid' => $userid]);
+                $DB->delete_records_select('local_riskstream_feedback',
+                    'courseid = :courseid AND (userid = :userid OR teacherid = :teacherid)',
+                    ['courseid' => $context->instanceid, 'userid' => $userid, 'teacherid' => $userid]);
             }
         }
     }
@@ -159,5 +191,21 @@ class provider implements
         [$insql, $params] = $DB->get_in_or_equal($userlist->get_userids(), SQL_PARAMS_NAMED);
         $params['courseid'] = $context->instanceid;
         $DB->delete_records_select('local_riskstream_alerts', "courseid = :courseid AND userid $insql", $params);
+        [$insql2, $params2] = $DB->get_in_or_equal($userlist->get_userids(), SQL_PARAMS_NAMED, 'tid');
+        $DB->delete_records_select('local_riskstream_feedback',
+            "courseid = :courseid AND (userid $insql OR teacherid $insql2)", $params + $params2);
+    }
+
+    /**
+     * Export the teacher's digest choice.
+     *
+     * @param int $userid
+     */
+    public static function export_user_preferences(int $userid): void {
+        $pref = get_user_preferences(\local_riskstream\digest::PREF, null, $userid);
+        if ($pref !== null) {
+            writer::export_user_preference('local_riskstream', \local_riskstream\digest::PREF, $pref,
+                get_string('privacy:metadata:preference:digest', 'local_riskstream'));
+        }
     }
 }
