@@ -183,6 +183,7 @@ def evaluate_alerts(
     sweep_lag_days: int = 1,
     progress: Progress | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    feedback: Path | None = None,
 ) -> EvalResult:
     """Replay ``selection`` (e.g. ``2014B``, ``GGG/2014B``) and score the alerts."""
     import redis as redis_sync
@@ -223,7 +224,17 @@ def evaluate_alerts(
     ]
     alerts = pd.DataFrame(rows, columns=["course_id", "user_id", "day", "risk", "level",
                                          "explanation", "contributions"])
-    rep = alert_metrics.teacher_view(alerts, outcomes)
+    fb = None
+    if feedback is not None:  # TeacherFeedback JSONL (the riskstream.feedback topic)
+        from contracts import TeacherFeedback
+
+        rows = [
+            decode(TeacherFeedback, line).model_dump(mode="json")
+            for line in feedback.read_bytes().splitlines()
+            if line.strip()
+        ]
+        fb = pd.DataFrame(rows, columns=["course_id", "alert_id", "action", "feedback_id"])
+    rep = alert_metrics.teacher_view(alerts, outcomes, feedback=fb)
     rep["run"] = {
         "selection": selection,
         "data": str(data_dir),

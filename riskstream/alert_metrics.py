@@ -118,10 +118,37 @@ def volume(df: pd.DataFrame, alerts: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def feedback_share(alerts: pd.DataFrame, feedback: pd.DataFrame) -> dict[str, Any]:
+    """Per course: alerts that got teachers' feedback and the share marked useful
+    (acknowledged or contacted, against not useful); the latest answer per alert counts.
+
+    ``feedback``: ``course_id``, ``alert_id``, ``action``, ``feedback_id`` (TeacherFeedback).
+    """
+    out: dict[str, Any] = {}
+    if feedback.empty:
+        return out
+    latest = feedback.sort_values("feedback_id").groupby("alert_id").tail(1)
+    sent = alerts.groupby("course_id").size() if not alerts.empty else pd.Series(dtype=int)
+    for c, g in latest.groupby("course_id"):
+        useful = int(g["action"].isin(["acknowledged", "contacted"]).sum())
+        out[str(c)] = {
+            "alerts": int(sent.get(c, 0)),
+            "answered": len(g),
+            "useful": useful,
+            "share_useful": useful / len(g),
+            "contacted": int((g["action"] == "contacted").sum()),
+        }
+    return out
+
+
 def teacher_view(
-    alerts: pd.DataFrame, outcomes: pd.DataFrame, cutoffs: tuple[int, ...] = CUTOFFS
+    alerts: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    cutoffs: tuple[int, ...] = CUTOFFS,
+    feedback: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The whole report: per D, per course (and module), volume, waves, groups, repeats."""
+    """The whole report: per D, per course (and module), volume, waves, groups, repeats, and
+    teachers' feedback per course when given."""
     df = joined(alerts, outcomes)
     per_d = {str(d): _rates(df, d) for d in cutoffs}
     per_course: dict[str, Any] = {}
@@ -156,6 +183,7 @@ def teacher_view(
         "per_course": per_course,
         "groups_at_56": groups,
         "limits": {"day": DAY_LIMIT, "week": WEEK_LIMIT},
+        "feedback": feedback_share(alerts, feedback) if feedback is not None else {},
     }
 
 
@@ -199,6 +227,13 @@ def render_text(rep: dict[str, Any], title: str) -> str:
             f"| {_f(b['recall'])} | {_f(b['median_lead_days'], '.0f')} | "
             f"{100 * vv['worst_day_share']:.1f}% | {100 * vv['worst_week_share']:.1f}% |"
         )
+    if rep.get("feedback"):
+        lines += ["", "Teachers' feedback:", "", "| course | alerts | answered | useful |"]
+        lines.append("|---|---|---|---|")
+        for c, f in rep["feedback"].items():
+            lines.append(
+                f"| {c} | {f['alerts']} | {f['answered']} | {100 * f['share_useful']:.0f}% |"
+            )
     for col, vals in rep["groups_at_56"].items():
         lines += ["", f"By {col} at D = 56:", ""]
         lines.append("| group | n | alerted | precision | recall | FPR |")

@@ -24,6 +24,9 @@ def evaluate_alerts_command(
         0, min=0, help="Keep the first N students of each course (0 = all)"
     ),
     batch: int = typer.Option(1000, min=1, help="Records per processor batch"),
+    feedback: Path = typer.Option(
+        None, "--feedback", help="Teachers' feedback as TeacherFeedback JSONL: share useful"
+    ),
 ) -> None:
     """Replay a presentation through the worker's processor and alert policy; score the alerts.
 
@@ -60,6 +63,7 @@ def evaluate_alerts_command(
                 batch=batch,
                 progress=progress,
                 say=console.log,
+                feedback=feedback,
             )
         except (RegistryError, OuladSourceError, KeyError, RuntimeError) as exc:
             raise _fail(str(exc)) from None

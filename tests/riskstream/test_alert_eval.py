@@ -95,3 +95,20 @@ def test_teacher_view_counts_by_hand() -> None:
     assert (d56["n"], d56["alerted"], d56["precision"], d56["recall"]) == (3, 1, 0.0, 0.0)
     assert rep["alerts_per_alerted_student"] == 1.5
     assert rep["volume"]["worst_day_share"] == 0.25
+
+
+def test_feedback_share_per_course_counts_the_latest_answer() -> None:
+    alerts = pd.DataFrame({"course_id": [1, 1, 2], "user_id": [1, 2, 3], "day": [20, 21, 22]})
+    feedback = pd.DataFrame(
+        {
+            "course_id": [1, 1, 1, 2],
+            "alert_id": ["a", "a", "b", "c"],
+            "action": ["notuseful", "contacted", "notuseful", "acknowledged"],
+            "feedback_id": [1, 2, 3, 4],
+        }
+    )
+    got = alert_metrics.feedback_share(alerts, feedback)
+    assert got["1"] == {"alerts": 2, "answered": 2, "useful": 1, "share_useful": 0.5,
+                        "contacted": 1}
+    assert got["2"]["share_useful"] == 1.0
+    assert alert_metrics.feedback_share(alerts, feedback.iloc[0:0]) == {}
