@@ -454,7 +454,11 @@ def finish(stack: Stack, replay: Replay, worker: Worker, timeout: float = 60.0) 
 
 def assert_exactly_once(got: Outcome, ref: Outcome, replay: Replay) -> None:
     """The fault matrix's one verdict, the same for every fault."""
-    assert ref.alert_ids, "the replay must raise alerts, else 'none lost' proves nothing"
+    top = max((float(v.get("risk", b"0")) for v in ref.state.values()), default=0.0)
+    assert ref.alert_ids, (
+        f"the replay must raise alerts, else 'none lost' proves nothing (highest latest "
+        f"risk {top:.3f}, {len(ref.state)} states)"
+    )
     problems = same_state(got.state, ref.state)
     assert not problems, "state differs from the uninterrupted run:\n" + "\n".join(problems[:20])
     assert got.alert_ids == ref.alert_ids, (

@@ -29,6 +29,7 @@ from contracts import (
     decode,
     decode_event,
 )
+from contracts import keys as rkeys
 from tests.moodle_real.conftest import PHP, Pipeline, teacher_page, teacher_session, wait_for, ws
 from tests.moodle_real.site import MoodleSite
 
@@ -145,7 +146,7 @@ def test_only_students_are_scored_and_own_calls_never_become_events(
     users = {ev.user_id for ev in events}
     assert users <= {*course["students"], course["noshow"]}, users
     assert course["teacher"] not in users and service["userid"] not in users and 2 not in users
-    keys = {k.decode() for k in pipeline.redis.scan_iter(f"rs:st:{pipeline.site}:*")}
+    keys = {k.decode() for k in pipeline.redis.scan_iter(rkeys.state_pattern(pipeline.site))}
     scored = {int(k.rsplit(":", 1)[1]) for k in keys}
     assert scored <= {*course["students"], course["noshow"]}
     assert set(course["students"]) <= scored
@@ -160,7 +161,8 @@ def test_quiz_grades_and_deadlines_are_collected(
     submitted = [ev for ev in events if ev.eventname == "\\mod_quiz\\event\\attempt_submitted"]
     assert {ev.user_id for ev in submitted} == set(course["students"])
     assert all(ev.grade == 10 and ev.max_grade == 10 for ev in submitted), submitted
-    cal = json.loads(pipeline.redis.get(f"rs:cal:{pipeline.site}:{course['course']}") or b"{}")
+    cal_raw = pipeline.redis.get(rkeys.calendar_key(pipeline.site, course["course"]))
+    cal = json.loads(cal_raw or b"{}")
     kinds = {(d["kind"], d.get("cmid")) for d in cal.get("deadlines", [])}
     assert ("quiz", course["quizcmid"]) in kinds
     assert any(k == "assignment" for k, _ in kinds), cal
