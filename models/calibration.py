@@ -37,10 +37,36 @@ class DayBandCalibrator:
     a: tuple[float, ...] = ()
     b: tuple[float, ...] = ()
     fitted_on: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: share of a course's deviation from ``cohort_ref`` taken off its students' act-on
+    #: logit (``models.cohort``); 0 = off
+    cohort_weight: float = 0.0
+    cohort_ref: tuple[float, ...] = ()
 
     @property
     def identity(self) -> bool:
         return not self.a
+
+    @property
+    def cohort(self) -> bool:
+        """Whether act-on decisions read risk against the course cohort (``relative``)."""
+        return self.cohort_weight > 0 and bool(self.a) and bool(self.cohort_ref)
+
+    def relative(
+        self, risk: np.ndarray | float, day: np.ndarray | int, mean: np.ndarray | float
+    ) -> np.ndarray:
+        """Calibrated risk read against the cohort: ``mean`` is the course's mean raw logit
+        that day (``models.cohort``); the course's distance from the reference level is
+        taken off the logit ``cohort_weight`` times, through the band's Platt slope."""
+        p = np.asarray(risk, dtype=np.float64)
+        if not self.cohort:
+            return p.astype(np.float32)
+        band = np.clip(self.band_of(np.broadcast_to(np.asarray(day), p.shape)), 0, len(self.a) - 1)
+        a = np.asarray(self.a)[band]
+        ref = np.asarray(self.cohort_ref)[np.minimum(band, len(self.cohort_ref) - 1)]
+        mu = np.asarray(mean, dtype=np.float64)
+        mu = np.where(np.isnan(mu), ref, mu)  # nobody counted yet: the reference level
+        z = _logit(p) - a * self.cohort_weight * (mu - ref)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
     def band_of(self, day: np.ndarray | int) -> np.ndarray:
         return np.searchsorted(np.asarray(self.bands), np.asarray(day), side="right") - 1
@@ -63,6 +89,8 @@ class DayBandCalibrator:
             "a": list(self.a),
             "b": list(self.b),
             "fitted_on": self.fitted_on,
+            "cohort_weight": self.cohort_weight,
+            "cohort_ref": list(self.cohort_ref),
         }
 
     @classmethod
@@ -74,6 +102,8 @@ class DayBandCalibrator:
             a=tuple(float(x) for x in data["a"]),
             b=tuple(float(x) for x in data["b"]),
             fitted_on=dict(data.get("fitted_on", {})),
+            cohort_weight=float(data.get("cohort_weight", 0.0)),
+            cohort_ref=tuple(float(x) for x in data.get("cohort_ref", ())),
         )
 
 
@@ -84,20 +114,33 @@ def fit_day_bands(
     bands: tuple[int, ...] = DEFAULT_BANDS,
     max_day: int | None = None,
     fitted_on: dict[str, Any] | None = None,
+    cohort_mean: np.ndarray | None = None,
+    cohort_weight: float = 0.0,
 ) -> DayBandCalibrator:
     """Fit Platt scaling per band from day risks [N, T] of enrolments with known outcomes.
 
     Every (enrolment, day) pair with the enrolment still registered that day is one sample,
     as in the evaluation (the population at cut-off D is who is still registered at D).
+    With ``cohort_mean`` [N, T] (``models.cohort.course_day_means``) and a weight, the
+    reference level per band is the mean cohort logit of the band's samples and Platt is
+    fitted on the cohort-relative logit, so ``relative`` is the calibrated act-on risk.
     """
     from sklearn.linear_model import LogisticRegression
 
     risk = np.asarray(risk)
     t = risk.shape[1]
     t = t if max_day is None else min(t, max_day + 1)
+    edges = [*bands[1:], t]
+    ref: list[float] = []
+    if cohort_mean is not None and cohort_weight > 0:
+        mean = np.asarray(cohort_mean)
+        for lo, hi in zip(bands, edges, strict=True):
+            days = np.arange(lo, min(hi, t, mean.shape[1]))
+            reg = last_day[:, None] >= days[None, :]
+            vals = mean[:, days][reg]
+            ref.append(float(vals.mean()) if vals.size else (ref[-1] if ref else 0.0))
     a_out: list[float] = []
     b_out: list[float] = []
-    edges = [*bands[1:], t]
     for lo, hi in zip(bands, edges, strict=True):
         hi = min(hi, t)
         if lo >= hi:
@@ -106,7 +149,11 @@ def fit_day_bands(
             continue
         days = np.arange(lo, hi, max(1, (hi - lo) // 14))  # ~14 days per band is plenty
         reg = last_day[:, None] >= days[None, :]
-        x = _logit(risk[:, days][reg]).reshape(-1, 1)
+        x = _logit(risk[:, days][reg])
+        if ref:  # fitted on the cohort-relative logit: ``relative`` is then calibrated
+            k = len(a_out)
+            x = x - cohort_weight * (np.asarray(cohort_mean)[:, days][reg] - ref[k])
+        x = x.reshape(-1, 1)
         y = np.broadcast_to(label[:, None], reg.shape)[reg]
         if len(np.unique(y)) < 2:
             a_out.append(1.0)
@@ -115,7 +162,14 @@ def fit_day_bands(
         lr = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
         a_out.append(float(lr.coef_[0, 0]))
         b_out.append(float(lr.intercept_[0]))
-    return DayBandCalibrator(tuple(bands), tuple(a_out), tuple(b_out), fitted_on or {})
+    return DayBandCalibrator(
+        tuple(bands),
+        tuple(a_out),
+        tuple(b_out),
+        fitted_on or {},
+        cohort_weight=cohort_weight if ref else 0.0,
+        cohort_ref=tuple(ref),
+    )
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:

@@ -42,6 +42,8 @@ class DayRisks:
     last_day: np.ndarray
     course: np.ndarray
     name: str = ""
+    #: cohort-relative held risk [N, T] (``models.cohort``); None = act on ``held`` itself
+    rel_held: np.ndarray | None = None
 
 
 def held(risk: np.ndarray, persist_days: int) -> np.ndarray:
@@ -63,10 +65,18 @@ def simulate(
     day_cap: float = 0.05,
     week_cap: float = 0.10,
     end_day: int = 200,
+    rel_held: np.ndarray | None = None,
+    watch: float = 0.0,
 ) -> np.ndarray:
-    """First alert day per enrolment (-1 = never) under the policy; see the module doc."""
+    """First alert day per enrolment (-1 = never) under the policy; see the module doc.
+    With ``rel_held`` (cohort-relative held risk) a candidate holds ``watch`` on its own
+    risk and ``act`` relative to its cohort, and is ranked by the relative risk (as the
+    stream's ``_policy`` and ``_release``)."""
     n, t = risk.shape
     h = held(risk, persist_days)
+    gate = h >= watch
+    if rel_held is not None:
+        h = np.where(gate, rel_held, 0.0)
     first = np.full(n, -1)
     for c in np.unique(course):
         idx = np.flatnonzero(course == c)
@@ -113,7 +123,9 @@ def choose_act_threshold(
     for act in grid:
         tp = al = pos = 0
         for s in sets:
-            first = simulate(s.risk, s.course, s.last_day, float(act), **policy)
+            first = simulate(
+                s.risk, s.course, s.last_day, float(act), rel_held=s.rel_held, **policy
+            )
             m = s.last_day >= 56
             a = m & (first >= 0) & (first <= 56)
             tp += int(s.label[a].sum())
@@ -130,24 +142,37 @@ def choose_act_threshold(
 def fit_policy(
     sets: list[DayRisks],
     target_precision: float = 0.8,
+    cohort_weight: float = 0.0,
 ) -> tuple[DayBandCalibrator, dict[str, Any], dict[str, Any]]:
     """Calibration + thresholds from out-of-time day risks; returns (calibrator, thresholds
-    dict for ``Thresholds.from_dict``, evidence for the registry)."""
+    dict for ``Thresholds.from_dict``, evidence for the registry). ``cohort_weight`` > 0
+    makes act-on decisions cohort-relative (``models.cohort``)."""
+    from models.cohort import course_day_means
+
     risk = np.concatenate([s.risk[:, :200] for s in sets])
     label = np.concatenate([s.label for s in sets])
     last = np.concatenate([s.last_day for s in sets])
-    cal = fit_day_bands(risk, label, last, fitted_on={"sets": [s.name for s in sets]})
-    cal_sets = [
-        DayRisks(
-            cal.apply(s.risk[:, :200], np.arange(min(200, s.risk.shape[1]))[None, :]),
-            s.label,
-            s.last_day,
-            s.course,
-            s.name,
-        )
-        for s in sets
-    ]
-    sim = {k: POLICY_DEFAULTS[k] for k in ("min_days", "persist_days", "day_cap", "week_cap")}
+    means = [course_day_means(s.risk[:, :200], s.course, s.last_day) for s in sets]
+    cal = fit_day_bands(
+        risk,
+        label,
+        last,
+        fitted_on={"sets": [s.name for s in sets]},
+        cohort_mean=np.concatenate(means) if cohort_weight > 0 else None,
+        cohort_weight=cohort_weight,
+    )
+    persist = int(POLICY_DEFAULTS["persist_days"])
+    cal_sets = []
+    for s, mu in zip(sets, means, strict=True):
+        days = np.arange(min(200, s.risk.shape[1]))[None, :]
+        plain = cal.apply(s.risk[:, :200], days)
+        rel = cal.relative(held(plain, persist), days, mu) if cal.cohort else None
+        cal_sets.append(DayRisks(plain, s.label, s.last_day, s.course, s.name, rel))
+    sim: dict[str, Any] = {
+        k: POLICY_DEFAULTS[k] for k in ("min_days", "persist_days", "day_cap", "week_cap")
+    }
+    if cal.cohort:
+        sim["watch"] = WATCH
     act, search = choose_act_threshold(cal_sets, target_precision, **sim)
     watch = min(WATCH, act)
     thresholds = {
@@ -163,7 +188,7 @@ def fit_policy(
             if d < s.risk.shape[1]:
                 m = s.last_day >= d
                 ys.append(s.label[m])
-                ps.append(s.risk[m, d])
+                ps.append(s.risk[m, d])  # the plain calibrated risk (what is shown)
         if ys:
             ece[str(d)] = expected_calibration_error(np.concatenate(ys), np.concatenate(ps))
     evidence = {
@@ -220,6 +245,7 @@ def calibrate_version(
     sets: list[DayRisks],
     target_precision: float = 0.8,
     make_current: bool = True,
+    cohort_weight: float = 0.0,
 ) -> tuple[str, dict[str, Any]]:
     """Publish ``version``'s weights again with calibration and policy thresholds fitted on
     ``sets`` (out-of-time day risks); the registry keeps the evidence in metrics.json."""
@@ -234,7 +260,7 @@ def calibrate_version(
         from models.registry import RegistryError
 
         raise RegistryError(f"no model version {version or 'current'} in {reg.root}")
-    cal, th, evidence = fit_policy(sets, target_precision)
+    cal, th, evidence = fit_policy(sets, target_precision, cohort_weight)
     thresholds = Thresholds.from_dict(th)
     metrics = json.loads((src / "metrics.json").read_text()) if (
         src / "metrics.json"

@@ -123,6 +123,13 @@ class LoadedModel:
         """The risk teachers see: the model's risk through the version's calibration."""
         return self.calibrator.apply(risk, day)
 
+    def relative(
+        self, risk: np.ndarray | float, day: np.ndarray | int, mean: np.ndarray | float
+    ) -> np.ndarray:
+        """The act-on risk: calibrated risk read against the course cohort's mean logit
+        (``models.cohort``); the calibrated risk itself when the version has no cohort."""
+        return self.calibrator.relative(risk, day, mean)
+
 
 def model_class(kind: str) -> type[nn.Module]:
     """Model class for a registry ``kind`` ('lstm', 'cnn_lstm', 'ensemble')."""

@@ -167,6 +167,13 @@ def calibrate(
         0.8, min=0.5, max=0.99, help="Precision of act-on alerts by day 56 to aim for"
     ),
     make_current: bool = typer.Option(True, help="Point `current` at the calibrated version"),
+    cohort_weight: float = typer.Option(
+        0.5,
+        min=0.0,
+        max=1.0,
+        help="Act on risk relative to the course cohort: share of a course's distance from "
+        "the reference level taken off (0 = off, 1 = fully centred; models/cohort.py)",
+    ),
 ) -> None:
     """Fit risk calibration and the alert thresholds on out-of-time predictions; publish."""
     from riskstream.cli import _fail, _settings
@@ -196,6 +203,7 @@ def calibrate(
             sets,
             target_precision,
             make_current,
+            cohort_weight,
         )
     except (RegistryError, FileNotFoundError, KeyError) as exc:
         raise _fail(str(exc)) from None

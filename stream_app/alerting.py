@@ -124,13 +124,15 @@ def decide(
     day: int,
     evidence_days: int,
     th: ThresholdsLike,
+    act_at: float | None = None,
 ) -> Decision:
     """One end-of-day observation: ``recent`` = end-of-day risks up to ``day``, oldest first.
 
     Rules: re-arm below ``rearm``; a candidate must be armed, on a course day at or after
     ``min_days`` with ``evidence_days`` >= ``min_days`` (days since enrolment or start),
     ``cooldown_days`` after the last alert, enrolled, and hold ``high`` for
-    ``persist_days`` days.
+    ``persist_days`` days. ``act_at`` replaces ``high`` as the candidacy bar (the watch
+    level when the act-on decision is cohort-relative and taken at admission).
     """
     risk = float(recent[-1]) if len(recent) else 0.0
     level = level_of(risk, th)
@@ -141,7 +143,8 @@ def decide(
         return Decision(state, level, False, held)
     if state.since is not None and day < state.since:
         return Decision(state, level, False, held)
-    if day < th.min_days or evidence_days < th.min_days or held < th.high:
+    bar = th.high if act_at is None else act_at
+    if day < th.min_days or evidence_days < th.min_days or held < bar:
         return Decision(state, level, False, held)
     if state.last_day is not None and day - state.last_day < th.cooldown_days:
         return Decision(state, level, False, held)

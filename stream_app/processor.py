@@ -51,6 +51,7 @@ from contracts import (
     is_enrolment,
 )
 from contracts.events import UNENROLMENT_EVENTNAME
+from models.cohort import mean_of, quantized_logit
 from stream_app.alerting import AlertState, admit, capacity, decide, raised
 from stream_app.deadletter import dead_letter
 from stream_app.inference import InferenceEngine, StepPlan, StepResult, state_shapes
@@ -908,6 +909,7 @@ class Processor:
         version_json = json.dumps(handle.version)
         created_json = json.dumps(created.isoformat().replace("+00:00", "Z"))
         alert_before = {}
+        cohort = loaded.calibrator.cohort
         traj_base: list[int] = []
         day_risks: list[list[float]] = []
         for r, s in enumerate(active):
@@ -921,6 +923,13 @@ class Processor:
                 if len(seq)
                 else np.zeros(0, np.float32)
             )
+            if cohort and len(seq):  # the cohort's day sums (models/cohort.py)
+                ck = caps_key(s.key.site, s.key.course, s.partition)
+                left = st.alert.left
+                for d, q in zip(s.commit_days, quantized_logit(seq).tolist(), strict=True):
+                    if left is None or left > d:
+                        write.hincrs.append((ck, f"ls{d}", int(q)))
+                        write.hincrs.append((ck, f"ln{d}", 1))
             traj_base.append(len(st.traj))
             day_risks.append(cal.tolist())
             if len(cal):
@@ -966,6 +975,7 @@ class Processor:
         go to the day's candidate set of their course and partition, admitted later by
         ``_release`` once the day is over for everyone. Enrolment counts per day feed the
         capacity. Returns no alerts itself (kept async and list-typed for the hook)."""
+        cohort = handle.loaded.calibrator.cohort
         for r, s in enumerate(active):
             site, course, user = s.key
             part = s.partition
@@ -982,7 +992,12 @@ class Processor:
                 pos = traj_base[r] + idx - s.rewarm
                 recent = s.st.traj[max(0, pos - th.persist_days + 1) : pos + 1]
                 dec = decide(
-                    s.st.alert, recent.astype(np.float32).tolist(), day, day - s.st.d0 + 1, th
+                    s.st.alert,
+                    recent.astype(np.float32).tolist(),
+                    day,
+                    day - s.st.d0 + 1,
+                    th,
+                    act_at=th.medium if cohort else None,  # act-on judged at admission
                 )
                 s.st.alert = dec.state
                 if dec.candidate:
@@ -1067,6 +1082,18 @@ class Processor:
                 continue
             enrolled = sum(v for k, v in n_add.items() if k <= d)
             enrolled -= sum(v for k, v in n_del.items() if k < d)
+            if handle.loaded.calibrator.cohort:  # act on risk read against the cohort
+                mu = mean_of(caps.get(f"ls{d}", 0), caps.get(f"ln{d}", 0))
+                rel = handle.loaded.relative(
+                    np.asarray([score for score, _u, _t in row]),
+                    d,
+                    float("nan") if mu is None else mu,
+                )
+                row = [
+                    (float(r), user, t)
+                    for r, (_s, user, t) in zip(rel.tolist(), row, strict=True)
+                    if r >= th.high
+                ]
             cands = [(score, user) for score, user, _t in row if eligible(user, d)]
             trig = {user: t for _s, user, t in row}
             held = {user: score for score, user, _t in row}
