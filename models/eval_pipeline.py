@@ -140,12 +140,23 @@ def _static_for(loaded: LoadedModel, split: _Split) -> np.ndarray:
 
 
 def _registry_predictions(
-    name: str, loaded: LoadedModel, val: _Split, cutoffs: Sequence[int]
+    name: str,
+    loaded: LoadedModel,
+    val: _Split,
+    cutoffs: Sequence[int],
+    relative: bool = False,
 ) -> dict[int, CutoffPredictions]:
+    """Per cut-off predictions of a registry model; ``relative``: the act-on risk read
+    against the course cohort (``models.cohort``), as the stream admits alerts."""
     t = val.tensors
     raw, score = sequence_outputs(loaded, t.x, _static_for(loaded, val))
     # the risk teachers see: through the version's calibration, as the stream applies it
-    risk = loaded.calibrate(raw, np.arange(raw.shape[1])[None, :]) if raw.size else raw
+    days = np.arange(raw.shape[1])[None, :]
+    risk = loaded.calibrate(raw, days) if raw.size else raw
+    if relative and raw.size:
+        from models.cohort import course_day_means
+
+        risk = loaded.relative(risk, days, course_day_means(raw, t.course_id, t.last_day))
     out: dict[int, CutoffPredictions] = {}
     for d in cutoffs:
         m = t.registered_at(d)
@@ -302,6 +313,10 @@ def run_evaluation(
     preds: dict[str, dict[int, CutoffPredictions]] = {
         primary: _registry_predictions(primary, loaded, val, cfg.cutoffs)
     }
+    if loaded.calibrator.cohort:  # what admission acts on (models/cohort.py)
+        preds[f"{primary}+cohort"] = _registry_predictions(
+            primary, loaded, val, cfg.cutoffs, relative=True
+        )
     for v in cfg.compare_versions:
         other = registry.load(v, device=cfg.device)
         preds[f"{other.kind}:{other.version}"] = _registry_predictions(v, other, val, cfg.cutoffs)

@@ -132,11 +132,15 @@ class LoadedModel:
 
 
 def model_class(kind: str) -> type[nn.Module]:
-    """Model class for a registry ``kind`` ('lstm', 'cnn_lstm', 'ensemble')."""
+    """Model class for a registry ``kind`` ('lstm', 'cnn', 'cnn_lstm', 'ensemble')."""
     if kind == "lstm":
         from models.lstm import LstmRisk
 
         return LstmRisk
+    if kind == "cnn":
+        from models.cnn import CnnRisk
+
+        return CnnRisk
     if kind == "cnn_lstm":
         from models.cnn_lstm import CnnLstmRisk
 
@@ -145,7 +149,7 @@ def model_class(kind: str) -> type[nn.Module]:
         from models.ensemble import EnsembleRisk
 
         return EnsembleRisk
-    raise RegistryError(f"unknown model kind {kind!r}; expected 'lstm', 'cnn_lstm' or 'ensemble'")
+    raise RegistryError(f"unknown model kind {kind!r}; expected 'lstm', 'cnn', 'cnn_lstm' or 'ensemble'")
 
 
 _CORE_FILES = frozenset(

@@ -14,7 +14,7 @@ console = Console()
 
 
 def train(
-    model: str = typer.Option("lstm", "--model", help="lstm or cnn_lstm"),
+    model: str = typer.Option("lstm", "--model", help="lstm, cnn_lstm or cnn (the CNN alone, for the ablation)"),
     epochs: int = typer.Option(
         20,
         min=1,
@@ -66,8 +66,8 @@ def train(
     from riskstream.cli import _fail, _settings
 
     s = _settings()
-    if model not in ("lstm", "cnn_lstm"):
-        raise _fail(f"--model must be lstm or cnn_lstm, not {model!r}")
+    if model not in ("lstm", "cnn_lstm", "cnn"):
+        raise _fail(f"--model must be lstm, cnn_lstm or cnn, not {model!r}")
     from models.features import DEFAULT_SPEC
     from models.registry import RegistryError
     from models.train import TrainConfig, quick_config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.cnn import CnnRisk
 from models.cnn_lstm import CnnLstmRisk
 from models.lstm import LstmRisk
 
@@ -28,8 +29,19 @@ from models.lstm import LstmRisk
             summaries=True,
             head_skip=True,
         ),
+        lambda: CnnRisk(n_day=6, n_static=3, hidden=16, kernel=4),
+        lambda: CnnRisk(n_day=6, n_static=3, hidden=16, kernel=1, summaries=False),
     ],
-    ids=["lstm", "cnn_lstm", "lstm+agg", "cnn_lstm+agg", "lstm+summ", "cnn_lstm+summ"],
+    ids=[
+        "lstm",
+        "cnn_lstm",
+        "lstm+agg",
+        "cnn_lstm+agg",
+        "lstm+summ",
+        "cnn_lstm+summ",
+        "cnn+summ",
+        "cnn+agg",
+    ],
 )
 def test_step_equals_forward(make) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
