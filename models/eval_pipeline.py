@@ -26,7 +26,9 @@ from models.evaluate import (
     CutoffPredictions,
     evaluate_models,
     jsonable,
+    paired_bootstrap_auc,
     roc_auc,
+    stacked,
     threshold_for_precision,
 )
 from models.explain import explain, reference_day, sentence
@@ -335,6 +337,10 @@ def run_evaluation(
             preds[f"{name}+protected"] = _baseline_predictions(name, train, val, cfg, True, say)
             protected_pairs[f"{name}+protected"] = name
 
+    if "lightgbm" in preds:  # the stack: LSTM and LightGBM logits averaged
+        preds[f"{primary}+lightgbm"] = {
+            d: stacked(preds[primary][d], preds["lightgbm"][d]) for d in preds[primary]
+        }
     metrics = evaluate_models(preds, cfg.target_precision)
     th, th_info = recommend_thresholds(preds[primary], cfg.target_precision, loaded.thresholds)
     meta = {
@@ -360,6 +366,15 @@ def run_evaluation(
         meta=meta,
         protected_pairs=protected_pairs,
     )
+    say("paired bootstrap of the AUC differences (500 resamples)")
+    report["paired_bootstrap"] = {
+        f"{m} - lightgbm": {
+            str(d): paired_bootstrap_auc(p.y, p.risk, preds["lightgbm"][d].risk)
+            for d, p in sorted(preds[m].items())
+        }
+        for m in (primary, f"{primary}+cohort", f"{primary}+lightgbm")
+        if m in preds and "lightgbm" in preds
+    }
     report["fairness_at_worker_threshold"] = fairness_at(
         preds[primary], loaded.thresholds.high, (28, 56, 84)
     )
@@ -382,6 +397,7 @@ def run_evaluation(
         )
     write_report(report, out)
     with (out / "report.md").open("a") as fh:
+        fh.write(bootstrap_markdown(report["paired_bootstrap"]))
         fh.write(fairness_markdown(report["fairness_at_worker_threshold"]))
     (out / "thresholds.json").write_text(_dumps(th.to_dict()))
     say(f"report written to {out}")
@@ -424,6 +440,22 @@ def fairness_at(
             }
         out["by_day"][str(d)] = per_attr
     return out
+
+
+def bootstrap_markdown(boot: dict[str, dict[str, tuple[float, float]]]) -> str:
+    """Paired bootstrap 95 % intervals of AUC differences, as Markdown."""
+    if not boot:
+        return ""
+    lines = ["", "## Paired bootstrap: 95 % interval of the ROC-AUC difference", ""]
+    lines += ["| D | " + " | ".join(boot) + " |", "|---|" + "---|" * len(boot)]
+    days = sorted({int(d) for v in boot.values() for d in v})
+    for d in days:
+        cells = []
+        for v in boot.values():
+            lo, hi = v.get(str(d), (float("nan"), float("nan")))
+            cells.append(f"[{lo:+.3f}, {hi:+.3f}]")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def fairness_markdown(fair: dict[str, Any]) -> str:

@@ -31,6 +31,37 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
+def paired_bootstrap_auc(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 500, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of AUC(a) - AUC(b) over enrolments resampled with replacement (both
+    models scored on the same resample, so the interval is of the paired difference)."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        yy = y[idx]
+        if np.unique(yy).size < 2:
+            continue
+        diffs.append(roc_auc_score(yy, a[idx]) - roc_auc_score(yy, b[idx]))
+    if not diffs:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def stacked(a: CutoffPredictions, b: CutoffPredictions) -> CutoffPredictions:
+    """Equal-weight average of two models' logits on the same enrolments (the stack)."""
+    if len(a.y) != len(b.y) or not np.array_equal(a.y, b.y):
+        raise ValueError("stacking needs both models scored on the same enrolments")
+    eps = 1e-6
+    la = np.log(np.clip(a.risk, eps, 1 - eps) / (1 - np.clip(a.risk, eps, 1 - eps)))
+    lb = np.log(np.clip(b.risk, eps, 1 - eps) / (1 - np.clip(b.risk, eps, 1 - eps)))
+    risk = 1.0 / (1.0 + np.exp(-(la + lb) / 2))
+    return CutoffPredictions(y=a.y, risk=risk, module=a.module, attributes=a.attributes)
+
+
 def pr_auc(y: np.ndarray, p: np.ndarray) -> float:
     """Average precision (area under the precision-recall curve); NaN without positives."""
     y = np.asarray(y)
