@@ -52,11 +52,18 @@ class DayBandCalibrator:
         return self.cohort_weight > 0 and bool(self.a) and bool(self.cohort_ref)
 
     def relative(
-        self, risk: np.ndarray | float, day: np.ndarray | int, mean: np.ndarray | float
+        self,
+        risk: np.ndarray | float,
+        day: np.ndarray | int,
+        mean: np.ndarray | float,
+        count: np.ndarray | float,
     ) -> np.ndarray:
         """Calibrated risk read against the cohort: ``mean`` is the course's mean raw logit
-        that day (``models.cohort``); the course's distance from the reference level is
-        taken off the logit ``cohort_weight`` times, through the band's Platt slope."""
+        that day over ``count`` students (``models.cohort``); the course's distance from the
+        reference level is taken off the logit ``cohort_weight * n / (n + SHRINK_N)`` times,
+        through the band's Platt slope."""
+        from models.cohort import SHRINK_N
+
         p = np.asarray(risk, dtype=np.float64)
         if not self.cohort:
             return p.astype(np.float32)
@@ -64,8 +71,10 @@ class DayBandCalibrator:
         a = np.asarray(self.a)[band]
         ref = np.asarray(self.cohort_ref)[np.minimum(band, len(self.cohort_ref) - 1)]
         mu = np.asarray(mean, dtype=np.float64)
-        mu = np.where(np.isnan(mu), ref, mu)  # nobody counted yet: the reference level
-        z = _logit(p) - a * self.cohort_weight * (mu - ref)
+        n = np.maximum(np.asarray(count, dtype=np.float64), 0.0)
+        mu = np.where(np.isnan(mu) | (n <= 0), ref, mu)  # nobody counted: the reference
+        w = self.cohort_weight * n / (n + SHRINK_N)
+        z = _logit(p) - a * w * (mu - ref)
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
     def band_of(self, day: np.ndarray | int) -> np.ndarray:
@@ -116,12 +125,14 @@ def fit_day_bands(
     fitted_on: dict[str, Any] | None = None,
     cohort_mean: np.ndarray | None = None,
     cohort_weight: float = 0.0,
+    cohort_count: np.ndarray | None = None,
 ) -> DayBandCalibrator:
     """Fit Platt scaling per band from day risks [N, T] of enrolments with known outcomes.
 
     Every (enrolment, day) pair with the enrolment still registered that day is one sample,
     as in the evaluation (the population at cut-off D is who is still registered at D).
-    With ``cohort_mean`` [N, T] (``models.cohort.course_day_means``) and a weight, the
+    With ``cohort_mean`` and ``cohort_count`` [N, T] (``models.cohort.course_day_means``)
+    and a weight, the
     reference level per band is the mean cohort logit of the band's samples and Platt is
     fitted on the cohort-relative logit, so ``relative`` is the calibrated act-on risk.
     """
@@ -132,7 +143,7 @@ def fit_day_bands(
     t = t if max_day is None else min(t, max_day + 1)
     edges = [*bands[1:], t]
     ref: list[float] = []
-    if cohort_mean is not None and cohort_weight > 0:
+    if cohort_mean is not None and cohort_count is not None and cohort_weight > 0:
         mean = np.asarray(cohort_mean)
         for lo, hi in zip(bands, edges, strict=True):
             days = np.arange(lo, min(hi, t, mean.shape[1]))
@@ -151,8 +162,12 @@ def fit_day_bands(
         reg = last_day[:, None] >= days[None, :]
         x = _logit(risk[:, days][reg])
         if ref:  # fitted on the cohort-relative logit: ``relative`` is then calibrated
+            from models.cohort import SHRINK_N
+
             k = len(a_out)
-            x = x - cohort_weight * (np.asarray(cohort_mean)[:, days][reg] - ref[k])
+            n = np.asarray(cohort_count)[:, days][reg].astype(np.float64)
+            w = cohort_weight * n / (n + SHRINK_N)
+            x = x - w * (np.asarray(cohort_mean)[:, days][reg] - ref[k])
         x = x.reshape(-1, 1)
         y = np.broadcast_to(label[:, None], reg.shape)[reg]
         if len(np.unique(y)) < 2:

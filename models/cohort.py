@@ -22,6 +22,9 @@ import numpy as np
 
 #: logits are summed as integers of 1/SCALE (exact, order-free sums in Redis)
 SCALE = 10_000
+#: a cohort of n students moves the act-on risk n / (n + SHRINK_N) of the full weight: a
+#: mean over few students (a small course, or one of many partitions) is mostly noise
+SHRINK_N = 30
 _CLIP = 30.0
 _EPS = 1e-6
 
@@ -40,14 +43,15 @@ def mean_of(total: int, count: int) -> float | None:
 
 def course_day_means(
     risk: np.ndarray, course: np.ndarray, last_day: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Per enrolment and day [N, T]: its course's mean logit that day over the enrolments
-    still registered (``last_day >= day``), as the stream sums them."""
+    still registered (``last_day >= day``), as the stream sums them, and their count."""
     risk = np.asarray(risk)
     q = quantized_logit(risk)
     n, t = risk.shape
     present = np.asarray(last_day)[:, None] >= np.arange(t)[None, :]
     out = np.zeros((n, t), dtype=np.float64)
+    counts = np.zeros((n, t), dtype=np.int64)
     for c in np.unique(course):
         rows = np.flatnonzero(course == c)
         m = present[rows]
@@ -55,4 +59,5 @@ def course_day_means(
         count = m.sum(axis=0)
         mean = np.where(count > 0, total / np.maximum(count, 1) / SCALE, 0.0)
         out[rows] = mean[None, :]
-    return out
+        counts[rows] = count[None, :]
+    return out, counts

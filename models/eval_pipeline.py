@@ -158,7 +158,7 @@ def _registry_predictions(
     if relative and raw.size:
         from models.cohort import course_day_means
 
-        risk = loaded.relative(risk, days, course_day_means(raw, t.course_id, t.last_day))
+        risk = loaded.relative(risk, days, *course_day_means(raw, t.course_id, t.last_day))
     out: dict[int, CutoffPredictions] = {}
     for d in cutoffs:
         m = t.registered_at(d)

@@ -158,15 +158,16 @@ def fit_policy(
         label,
         last,
         fitted_on={"sets": [s.name for s in sets]},
-        cohort_mean=np.concatenate(means) if cohort_weight > 0 else None,
+        cohort_mean=np.concatenate([m for m, _ in means]) if cohort_weight > 0 else None,
         cohort_weight=cohort_weight,
+        cohort_count=np.concatenate([n for _, n in means]) if cohort_weight > 0 else None,
     )
     persist = int(POLICY_DEFAULTS["persist_days"])
     cal_sets = []
-    for s, mu in zip(sets, means, strict=True):
+    for s, (mu, count) in zip(sets, means, strict=True):
         days = np.arange(min(200, s.risk.shape[1]))[None, :]
         plain = cal.apply(s.risk[:, :200], days)
-        rel = cal.relative(held(plain, persist), days, mu) if cal.cohort else None
+        rel = cal.relative(held(plain, persist), days, mu, count) if cal.cohort else None
         cal_sets.append(DayRisks(plain, s.label, s.last_day, s.course, s.name, rel))
     sim: dict[str, Any] = {
         k: POLICY_DEFAULTS[k] for k in ("min_days", "persist_days", "day_cap", "week_cap")

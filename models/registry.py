@@ -124,11 +124,15 @@ class LoadedModel:
         return self.calibrator.apply(risk, day)
 
     def relative(
-        self, risk: np.ndarray | float, day: np.ndarray | int, mean: np.ndarray | float
+        self,
+        risk: np.ndarray | float,
+        day: np.ndarray | int,
+        mean: np.ndarray | float,
+        count: np.ndarray | float,
     ) -> np.ndarray:
-        """The act-on risk: calibrated risk read against the course cohort's mean logit
-        (``models.cohort``); the calibrated risk itself when the version has no cohort."""
-        return self.calibrator.relative(risk, day, mean)
+        """The act-on risk: calibrated risk read against the course cohort's mean logit over
+        ``count`` students (``models.cohort``); the calibrated risk itself without a cohort."""
+        return self.calibrator.relative(risk, day, mean, count)
 
 
 def model_class(kind: str) -> type[nn.Module]:

@@ -1083,11 +1083,13 @@ class Processor:
             enrolled = sum(v for k, v in n_add.items() if k <= d)
             enrolled -= sum(v for k, v in n_del.items() if k < d)
             if handle.loaded.calibrator.cohort:  # act on risk read against the cohort
-                mu = mean_of(caps.get(f"ls{d}", 0), caps.get(f"ln{d}", 0))
+                count = caps.get(f"ln{d}", 0)
+                mu = mean_of(caps.get(f"ls{d}", 0), count)
                 rel = handle.loaded.relative(
                     np.asarray([score for score, _u, _t in row]),
                     d,
                     float("nan") if mu is None else mu,
+                    count,
                 )
                 row = [
                     (float(r), user, t)

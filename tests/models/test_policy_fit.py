@@ -59,3 +59,43 @@ def test_fit_policy_reaches_the_target_on_its_own_data() -> None:
     first = simulate(risk, sets[0].course, sets[0].last_day, th["high"], min_days=14)
     prec, rec, _share = precision_by(first, sets[0].label, sets[0].last_day, 56)
     assert prec is not None and prec >= 0.7 and rec is not None and rec > 0
+
+
+def _shifted_courses(seed: int, shifts: tuple[float, ...], n: int = 1500, t: int = 90) -> DayRisks:
+    """Students ranked well within each course, but each course's scores carry a level of
+    its own that says nothing about its outcome rate (a course level that moved)."""
+    rng = np.random.default_rng(seed)
+    course = rng.integers(0, len(shifts), n)
+    label = (rng.random(n) < 0.4).astype(np.int64)
+    signal = np.linspace(0.5, 2.0, t)[None, :] * (2 * label[:, None] - 1)
+    z = signal + rng.normal(0, 1.0, (n, t)) + np.asarray(shifts)[course][:, None]
+    return DayRisks((1 / (1 + np.exp(-z))).astype(np.float32), label, np.full(n, t - 1), course)
+
+
+def test_cohort_relative_risk_undoes_a_course_level_and_keeps_ranks_in_a_course() -> None:
+    from models.cohort import SHRINK_N, course_day_means
+    from models.evaluate import roc_auc
+
+    s = _shifted_courses(5, (-1.5, 0.0, 1.5))
+    mean, count = course_day_means(s.risk, s.course, s.last_day)
+    cal = fit_day_bands(
+        s.risk, s.label, s.last_day, cohort_mean=mean, cohort_count=count, cohort_weight=1.0
+    )
+    assert cal.cohort and len(cal.cohort_ref) == len(cal.a)
+    days = np.arange(s.risk.shape[1])[None, :]
+    plain = cal.apply(s.risk, days)
+    rel = cal.relative(plain, days, mean, count)
+    d = 60
+    # pooled over courses the relative risk ranks better: the course levels were noise
+    assert roc_auc(s.label, rel[:, d]) > roc_auc(s.label, plain[:, d]) + 0.02
+    for c in range(3):  # within a course nobody changes place
+        m = s.course == c
+        order = np.argsort(plain[m, d])
+        assert np.all(np.diff(rel[m, d][order]) >= -1e-6)
+    # a cohort of nobody (or NaN) leaves the risk as it was; a few students barely move it
+    np.testing.assert_allclose(cal.relative(plain[:, d], d, np.nan, 0), plain[:, d], atol=1e-6)
+    few = cal.relative(np.float32(0.7), d, 3.0, 3)
+    many = cal.relative(np.float32(0.7), d, 3.0, 10 * SHRINK_N)
+    assert many < few < 0.7
+    again = DayBandCalibrator.from_dict(cal.to_dict())
+    np.testing.assert_allclose(again.relative(plain, days, mean, count), rel)

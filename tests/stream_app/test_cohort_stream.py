@@ -109,9 +109,11 @@ def test_cohort_day_sums_equal_offline_and_ignore_batching(
         with torch.inference_mode():
             static = torch.from_numpy(fz.static_vector(None)[None, :])
             risks.append(model(torch.from_numpy(x)[None], static).risk[0].numpy())
-    mu = course_day_means(
+    means, counts = course_day_means(
         np.stack(risks), np.zeros(len(USERS), np.int64), np.full(len(USERS), 10_000)
-    )[0]
+    )
+    mu = means[0]
+    assert (counts[0] == len(USERS)).all()
     # days over for everyone (released): the sweep lags a day behind the clock
     released = int(redis_client.hget(keys.caps_key("s1", 7, 0), "rel") or -1)
     closed = list(range(released + 1))
@@ -122,10 +124,13 @@ def test_cohort_day_sums_equal_offline_and_ignore_batching(
         assert abs(stream_mean - mu[d]) < 1e-4, (d, stream_mean, mu[d])
 
 
+CLASS = tuple(range(1, 61))
+
+
 def _constant_course(redis_client: redis.Redis, url: str, handle) -> set[int]:  # type: ignore[no-untyped-def]
     _setup(redis_client)
-    evs = [enrolment_event("s1", 7, u, START, event_id=u) for u in USERS]
-    evs += [event(100 + d, USERS[0], d + 0.5) for d in range(20)]
+    evs = [enrolment_event("s1", 7, u, START, event_id=u) for u in CLASS]
+    evs += [event(100 + d, CLASS[0], d + 0.5) for d in range(20)]
     pub = _run(url, handle, [[record(e, i)] for i, e in enumerate(evs)])
     return {a.user_id for a in pub.alerts()}
 
@@ -133,12 +138,13 @@ def _constant_course(redis_client: redis.Redis, url: str, handle) -> set[int]:  
 def test_admission_acts_on_risk_relative_to_the_cohort(
     stack: Stack, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """Everyone's risk is 0.9 (logit 2.2). Read against a reference of 0 with weight 0.5 the
-    act-on risk is 0.75: below an act-on bar of 0.8, so nobody is alerted; against a
-    reference equal to the cohort's own level it stays 0.9 and alerts go out."""
+    """Everyone's risk is 0.9 (logit 2.2). Read against a reference of 0 with weight 1 over
+    60 students (shrunk to 60 / 90) the act-on risk is 0.67: below an act-on bar of 0.8, so
+    nobody is alerted; against a reference equal to the cohort's own level it stays 0.9 and
+    alerts go out."""
     th = Thresholds(medium=0.5, high=0.8, rearm=0.4, min_days=7, day_cap=1.0, week_cap=1.0)
     logit = float(np.log(0.9 / 0.1))
-    low = _calibrated(tmp_path / "a", 0.5, 0.0, constant_risk=0.9, thresholds=th)
+    low = _calibrated(tmp_path / "a", 1.0, 0.0, constant_risk=0.9, thresholds=th)
     assert _constant_course(redis_client, stack.redis_url, low) == set()
-    same = _calibrated(tmp_path / "b", 0.5, logit, constant_risk=0.9, thresholds=th)
-    assert set(USERS) <= _constant_course(redis_client, stack.redis_url, same)
+    same = _calibrated(tmp_path / "b", 1.0, logit, constant_risk=0.9, thresholds=th)
+    assert set(CLASS) <= _constant_course(redis_client, stack.redis_url, same)
