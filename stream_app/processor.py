@@ -1041,12 +1041,27 @@ class Processor:
         n_del = {int(k[1:]): v for k, v in caps.items() if k[0] == "u"}
         parsed: list[list[tuple[float, int, int]]] = []
         users: set[int] = set()
-        for members in cand_raw:
+        cohort = handle.loaded.calibrator.cohort
+        for d, members in zip(days, cand_raw, strict=True):
             row = []
             for member, score in members:
                 user_s, trigger_s = member.decode().split(":")
                 row.append((float(score), int(user_s), int(trigger_s)))
-                users.add(int(user_s))
+            if cohort and row:  # act on the held risk read against the day's cohort
+                count = caps.get(f"ln{d}", 0)
+                mu = mean_of(caps.get(f"ls{d}", 0), count)
+                rel = handle.loaded.relative(
+                    np.asarray([score for score, _u, _t in row]),
+                    d,
+                    float("nan") if mu is None else mu,
+                    count,
+                )
+                row = [
+                    (float(r), user, t)
+                    for r, (_s, user, t) in zip(rel.tolist(), row, strict=True)
+                    if r >= th.high
+                ]
+            users.update(user for _s, user, _t in row)
             parsed.append(row)
         # each candidate's alert memory and day risks: a candidate is judged as if every
         # earlier day had been released the moment it closed, whatever the batching
@@ -1082,20 +1097,6 @@ class Processor:
                 continue
             enrolled = sum(v for k, v in n_add.items() if k <= d)
             enrolled -= sum(v for k, v in n_del.items() if k < d)
-            if handle.loaded.calibrator.cohort:  # act on risk read against the cohort
-                count = caps.get(f"ln{d}", 0)
-                mu = mean_of(caps.get(f"ls{d}", 0), count)
-                rel = handle.loaded.relative(
-                    np.asarray([score for score, _u, _t in row]),
-                    d,
-                    float("nan") if mu is None else mu,
-                    count,
-                )
-                row = [
-                    (float(r), user, t)
-                    for r, (_s, user, t) in zip(rel.tolist(), row, strict=True)
-                    if r >= th.high
-                ]
             cands = [(score, user) for score, user, _t in row if eligible(user, d)]
             trig = {user: t for _s, user, t in row}
             held = {user: score for score, user, _t in row}
