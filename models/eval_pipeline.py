@@ -375,8 +375,10 @@ def run_evaluation(
         for m in (primary, f"{primary}+cohort", f"{primary}+lightgbm")
         if m in preds and "lightgbm" in preds
     }
+    # at the worker's act-on bar, on the risk the worker acts on (cohort-relative if so)
+    acted = preds.get(f"{primary}+cohort", preds[primary])
     report["fairness_at_worker_threshold"] = fairness_at(
-        preds[primary], loaded.thresholds.high, (28, 56, 84)
+        acted, loaded.thresholds.high, (28, 56, 84)
     )
     report["reference_day"] = reference_day(
         (train or val).tensors.x, loaded.spec.day_features
