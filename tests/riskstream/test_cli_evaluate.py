@@ -39,7 +39,15 @@ def test_evaluate_writes_report_on_an_oulad_sample(
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     assert rep["meta"]["model_version"] == version and rep["meta"]["validation"] == "2014B"
-    assert set(rep["models"]) == {"lstm", "logreg", "lightgbm", "lightgbm+protected"}
+    assert set(rep["models"]) == {
+        "lstm",
+        "logreg",
+        "lightgbm",
+        "lightgbm+protected",
+        "lstm+lightgbm",  # the stack: both models' logits averaged
+    }
+    boot = rep["paired_bootstrap"]["lstm - lightgbm"]["56"]
+    assert boot[0] <= boot[1]  # a 95 % interval of the paired AUC difference
     d14, d56 = rep["models"]["lightgbm"]["14"], rep["models"]["lightgbm"]["56"]
     # only enrolments still registered at D are scored: the population shrinks with D
     assert 0 < d56["n"] <= d14["n"] <= 250
@@ -55,7 +63,11 @@ def test_evaluate_writes_report_on_an_oulad_sample(
     assert 0 <= th["rearm"] <= th["medium"] <= th["high"] <= 1
     assert len(rep["explanation_examples"]) == 2
     md = (out / "report.md").read_text()
-    assert "| D | n | lstm | logreg | lightgbm | lightgbm+protected | lstm - lightgbm |" in md
+    assert (
+        "| D | n | lstm | logreg | lightgbm | lightgbm+protected | lstm+lightgbm "
+        "| lstm - lightgbm |" in md
+    )
+    assert "## Paired bootstrap" in md
     assert (out / "auc_by_cutoff.png").stat().st_size > 1000
     assert list((tmp_path / "cache").glob("days-*.npz"))  # shared with the trainer's cache
     # analysis sections: importance per cut-off, partial dependence, segments, drift
