@@ -373,3 +373,160 @@ def test_consumer_catches_up_before_the_worker_starts_then_tails(
     assert after_first == again and len(after_first) == 4  # users 0-3, one hash each
     assert sum(len(h) for h in after_first.values()) == len(first)  # one answer per alert
     assert feedback_key(site, 3, 9) in tailed
+
+
+# -- a real worker, killed and restarted, with feedback on the topic ------------------------
+@pytest.mark.slow
+def test_real_worker_kill9_and_restart_with_feedback_matches_uninterrupted_run(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Teachers' answers are on ``riskstream.feedback`` before the worker starts; the worker
+    is killed with SIGKILL mid-replay and restarted (it reads the feedback topic again): the
+    alerts equal those of an uninterrupted in-process run that had the answers in Redis, and
+    differ from the run without them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from aiokafka.partitioner import murmur2
+
+    from contracts import TOPICS
+    from riskstream.kafka_admin import ensure_topics
+    from tests.conftest import REPO, subprocess_env
+    from tests.stream_app.test_crash_replay import (
+        N_USERS,
+        _alert_ids_on_topic,
+        _events,
+        _produce,
+        _reference,
+        _thresholds,
+    )
+
+    site = f"fbk{uuid.uuid4().hex[:8]}"
+    topic = f"riskstream.events.{site}"
+    asyncio.run(ensure_topics(stack.bootstrap, (topic, *TOPICS.all()), 4))
+    evs = _events(site)
+    cal = CourseCalendar(site=site, course_id=7, start=START, length_days=60)
+    th = _thresholds(tmp_path / "pilot", evs, cal)
+    reg = tmp_path / "reg"
+    tiny_model(reg, seed=11, hidden=8, thresholds=th)
+    handle = load_handle(reg, "cpu")
+    recs = [in_record(e, i, (murmur2(e.key) & 0x7FFFFFFF) % 4) for i, e in enumerate(evs)]
+    ref_url = stack.redis_url[:-1] + "2"
+    ref = redis.Redis.from_url(ref_url)
+
+    def reference(answers: list[TeacherFeedback]) -> list[RiskAlert]:
+        ref.flushdb()
+        ref.set(keys.calendar_key(site, 7), encode(cal))
+
+        async def put() -> None:
+            r = connect(ref_url)
+            await store(r, answers)
+            await r.aclose()
+
+        asyncio.run(put())
+        asyncio.run(_reference(ref_url, handle, recs))
+        rows: Any = ref.xrange("rs:alerts")
+        return [decode(RiskAlert, f[b"alert"]) for _, f in rows]
+
+    plain = reference([])
+    first: dict[int, RiskAlert] = {}
+    for a in sorted(plain, key=lambda a: a.day):
+        first.setdefault(a.user_id, a)
+    assert len(first) >= 3
+    # contacted half a day before their first alert's day closed: that alert is held back
+    answers = [
+        fb(
+            100 + n,
+            "contacted",
+            a.user_id,
+            START + timedelta(days=a.day + 0.5),
+            a.alert_id,
+            site,
+            7,
+        )
+        for n, a in enumerate(list(first.values())[:3])
+    ]
+    answers.append(fb(200, "notuseful", answers[0].user_id, answers[0].time, "other", site, 7))
+    want = {a.alert_id for a in reference(answers)}
+    assert want != {a.alert_id for a in plain}
+
+    async def publish_feedback() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await p.start()
+        try:
+            for f in answers:
+                await p.send(TOPICS.feedback, encode(f), key=f.key)
+            await p.flush()
+        finally:
+            await p.stop()
+
+    asyncio.run(publish_feedback())
+    redis_client.set(keys.calendar_key(site, 7), encode(cal))
+    asyncio.run(_produce(stack.bootstrap, topic, evs))
+    env = subprocess_env(
+        RISKSTREAM_KAFKA_BOOTSTRAP=stack.bootstrap,
+        RISKSTREAM_REDIS_URL=stack.redis_url,
+        RISKSTREAM_MODEL_REGISTRY=str(reg),
+        RISKSTREAM_STREAM_GROUP=f"g-{site}",
+        RISKSTREAM_STREAM_EVENTS_TOPIC=topic,
+        RISKSTREAM_STREAM_SESSION_TIMEOUT_MS="6000",
+        RISKSTREAM_STREAM_BATCH_MAX="16",
+        RISKSTREAM_STREAM_BATCH_WITHIN="0.01",
+        RISKSTREAM_DEVICE="cpu",
+        RISKSTREAM_LOG_LEVEL="WARNING",
+    )  # the sweep and the feedback are on by default
+    last = {u: max(e.event_id for e in evs if e.user_id == u) for u in range(N_USERS)}
+
+    def progress() -> int:
+        vals = [redis_client.hget(keys.state_key(site, 7, u), "last_id") for u in range(N_USERS)]
+        return sum(int(v) == last[u] for u, v in enumerate(vals) if v is not None)
+
+    def mine() -> list[str]:
+        rows: Any = redis_client.xrange("rs:alerts")
+        return [
+            a.alert_id for a in (decode(RiskAlert, f[b"alert"]) for _, f in rows) if a.site == site
+        ]
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "riskstream", "worker", "--device", "cpu"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "worker.log", "ab"),
+        )
+
+    w = start()
+    try:
+        deadline = time.monotonic() + 60
+        while not mine() and time.monotonic() < deadline:
+            assert w.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.02)
+        os.kill(w.pid, signal.SIGKILL)
+        w.wait(10)
+        assert progress() < N_USERS, "worker finished before the kill; make the replay longer"
+        w = start()
+        deadline = time.monotonic() + 60
+        while progress() < N_USERS and time.monotonic() < deadline:
+            assert w.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)
+        assert progress() == N_USERS
+    finally:
+        w.terminate()
+        try:
+            w.wait(15)
+        except subprocess.TimeoutExpired:
+            w.kill()
+    ids = mine()
+    assert len(ids) == len(set(ids)) and set(ids) == want
+    assert set(asyncio.run(_alert_ids_on_topic(stack.bootstrap, site))) == want
+    for f in answers[:3]:  # stored once per alert, whatever the replays
+        stored = parse(redis_client.hgetall(keys.feedback_key(site, 7, f.user_id)))
+        assert {a["alert_id"] for a in stored} >= {f.alert_id}
+    ref.close()
