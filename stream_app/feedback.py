@@ -141,13 +141,19 @@ class FeedbackConsumer:
         """Assign every partition of the topic (False while the topic does not exist)."""
         c = self._consumer
         if c is None:
-            c = self._consumer = AIOKafkaConsumer(
+            c = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap,
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
             )
-            await c.start()
+            try:
+                await c.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await c.stop()
+                raise
+            self._consumer = c
         if not self._assigned:
             if self.topic not in await c.topics():
                 return False
@@ -201,8 +207,9 @@ class FeedbackConsumer:
                     log.warning("feedback catch-up timed out", timeout_s=timeout_s)
                     return False
                 await self._drain(200)
-        except KafkaError as exc:
+        except (KafkaError, OSError) as exc:
             log.warning("feedback catch-up failed", error=str(exc))
+            await self.close()
             return False
         return True
 
@@ -214,8 +221,9 @@ class FeedbackConsumer:
                         await asyncio.sleep(2.0)
                         continue
                     await self._drain(500)
-                except KafkaError as exc:
+                except (KafkaError, OSError) as exc:
                     log.warning("feedback consumer: broker error, retrying", error=str(exc))
+                    await self.close()  # a fresh consumer on the next round
                     await asyncio.sleep(1.0)
         finally:
             await self.close()
