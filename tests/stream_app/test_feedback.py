@@ -389,7 +389,6 @@ def test_real_worker_kill9_and_restart_with_feedback_matches_uninterrupted_run(
     import subprocess
     import sys
     import time
-    import uuid
 
     from aiokafka.partitioner import murmur2
 
@@ -405,7 +404,9 @@ def test_real_worker_kill9_and_restart_with_feedback_matches_uninterrupted_run(
         _thresholds,
     )
 
-    site = f"fbk{uuid.uuid4().hex[:8]}"
+    # a fixed site: students' partitions (murmur2 of "site:user") and so the capacity
+    # shares, hence which students are alerted, depend on it (the session's stack is fresh)
+    site = "fbkill9"
     topic = f"riskstream.events.{site}"
     asyncio.run(ensure_topics(stack.bootstrap, (topic, *TOPICS.all()), 4))
     evs = _events(site)
@@ -436,7 +437,7 @@ def test_real_worker_kill9_and_restart_with_feedback_matches_uninterrupted_run(
     first: dict[int, RiskAlert] = {}
     for a in sorted(plain, key=lambda a: a.day):
         first.setdefault(a.user_id, a)
-    assert len(first) >= 3
+    assert len(first) >= 4, first
     # contacted half a day before their first alert's day closed: that alert is held back
     answers = [
         fb(
@@ -448,7 +449,8 @@ def test_real_worker_kill9_and_restart_with_feedback_matches_uninterrupted_run(
             site,
             7,
         )
-        for n, a in enumerate(list(first.values())[:3])
+        # not the earliest alerts: the kill below waits for the site's first alert
+        for n, a in enumerate(list(first.values())[1:4])
     ]
     answers.append(fb(200, "notuseful", answers[0].user_id, answers[0].time, "other", site, 7))
     want = {a.alert_id for a in reference(answers)}
@@ -524,8 +526,10 @@ def test_real_worker_kill9_and_restart_with_feedback_matches_uninterrupted_run(
         except subprocess.TimeoutExpired:
             w.kill()
     ids = mine()
-    assert len(ids) == len(set(ids)) and set(ids) == want
-    assert set(asyncio.run(_alert_ids_on_topic(stack.bootstrap, site))) == want
+    assert len(ids) == len(set(ids))
+    assert set(ids) == want, (set(ids) - want, want - set(ids))
+    on_topic = set(asyncio.run(_alert_ids_on_topic(stack.bootstrap, site)))
+    assert on_topic == want, (on_topic - want, want - on_topic)
     for f in answers[:3]:  # stored once per alert, whatever the replays
         stored = parse(redis_client.hgetall(keys.feedback_key(site, 7, f.user_id)))
         assert {a["alert_id"] for a in stored} >= {f.alert_id}
