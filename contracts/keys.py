@@ -47,6 +47,12 @@ def candidates_key(site: str, course: int, partition: int, day: int) -> str:
     return f"rs:cand:{course_tag(site, course)}:{partition}:{day}"
 
 
+def feedback_key(site: str, course: int, user: int) -> str:
+    """Hash alert id -> the latest TeacherFeedback answer about that alert (JSON; the higher
+    feedback id wins): what the worker's alert admission consults (stream_app/feedback.py)."""
+    return f"rs:fb:{course_tag(site, course)}:{user}"
+
+
 def drift_key(site: str, course: int, version: str) -> str:
     """Hash of drift counts (``{week}:n``, ``{week}:{feature}:{bin}``) per model version."""
     return f"rs:drift:{course_tag(site, course)}:{version}"

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     )
     stream_sweep_lag_days: int = Field(default=1, ge=0, le=30, description="Sweep this far behind")
     stream_feedback: bool = Field(
-        default=False, description="Keep teachers' feedback and hold back contacted students"
+        default=True, description="Keep teachers' feedback and hold back contacted students"
     )
     stream_metrics_host: str = Field(
         default="127.0.0.1", description="Address the metrics port binds (0.0.0.0 = every one)"

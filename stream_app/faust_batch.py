@@ -125,9 +125,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
     # -- the batch loop ---------------------------------------------------------------
     async def _fetch(self) -> tuple[int, dict[TP, list[Any]]]:
         """One fetch through Faust's consumer thread (which owns the aiokafka consumer)."""
-        generation = self.app.consumer_generation_id
         if not self.flow_active:
             await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
+        # the generation the fetch belongs to: read after a rebalance has resumed the flow,
+        # or a fetch from the new assignment would be taken for a stale one and dropped
+        generation = self.app.consumer_generation_id
         active = self._get_active_partitions()
         if not active:
             await asyncio.sleep(0.1)
@@ -153,6 +155,40 @@ class BatchConsumer(faust_aiokafka.Consumer):
             or self.should_stop
         ):
             return []
+        return self._taken(records)
+
+    def _stale(self, generation: int, records: dict[TP, list[Any]]) -> bool:
+        """A fetch that returned records but is dropped whole (a rebalance since it began)."""
+        return (
+            bool(records)
+            and not self.should_stop
+            and (not self.flow_active or generation != self.app.consumer_generation_id)
+        )
+
+    async def _rewind(self, records: dict[TP, list[Any]]) -> None:
+        """A dropped fetch moved the consumer's position past records nobody applied: seek
+        each partition that is still ours back to the next offset to apply (``_read_offset``:
+        the committed offset after an assignment, then one past each applied batch). Without
+        it, a fetch made from a new assignment but dropped as stale was skipped for good (a
+        student lost a click after a worker joined or left; tests/stream_app/test_rebalance.py).
+        A partition being given away is left alone: its next owner starts at the commit."""
+        active = self._get_active_partitions()
+        for tp, msgs in records.items():
+            nxt = self._read_offset.get(tp)
+            if not msgs or tp not in active or nxt is None or msgs[-1].offset < nxt:
+                continue
+            try:
+                await self.seek(tp, nxt)
+                self.log.warning(
+                    "stale fetch dropped after a rebalance: %r rewound from %r to %r",
+                    tp,
+                    msgs[-1].offset + 1,
+                    nxt,
+                )
+            except Exception as exc:  # not ours any more: the rebalance settles it
+                self.log.warning("rewind of %r to %r failed: %r", tp, nxt, exc)
+
+    def _taken(self, records: dict[TP, list[Any]]) -> list[InRecord]:
         active = self._get_active_partitions()
         read = self._read_offset
         out: list[InRecord] = []
@@ -186,6 +222,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 pending = None
                 batch = self._take(generation, records)
                 if not batch:
+                    if self._stale(generation, records):
+                        await self._rewind(records)
                     continue
                 pending = asyncio.ensure_future(self._fetch())  # overlaps the processing
                 self._idle.clear()

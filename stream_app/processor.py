@@ -51,7 +51,9 @@ from contracts import (
     is_enrolment,
 )
 from contracts.events import UNENROLMENT_EVENTNAME
+from contracts.keys import feedback_key
 from models.cohort import mean_of, quantized_logit
+from stream_app import feedback
 from stream_app.alerting import AlertState, admit, capacity, decide, raised
 from stream_app.deadletter import dead_letter
 from stream_app.inference import InferenceEngine, StepPlan, StepResult, state_shapes
@@ -249,7 +251,7 @@ class Processor:
         sweep_lag_days: int = 1,
         sweep_chunk: int = 2000,
         explain_levels: frozenset[str] | None = None,
-        feedback_gate: Callable[[list[RiskAlert]], Awaitable[list[RiskAlert]]] | None = None,
+        feedback: bool = True,
         sites: frozenset[str] | None = None,
         max_id_jump: int = DEFAULT_MAX_ID_JUMP,
     ) -> None:
@@ -257,6 +259,8 @@ class Processor:
         the sweep advances idle students ``sweep_lag_days`` behind the partition's clock.
         ``explain_levels``: alert levels that get contributions (None = every level); the
         explanation is on the alert's critical path, so e.g. only the act-on level.
+        ``feedback``: admission consults teachers' feedback (``rs:fb``, stream_app/feedback.py):
+        a student marked *contacted* is not admitted within the cooldown.
         ``sites``: the only sites whose events are applied (None or empty = every site);
         ``max_id_jump``: how far above a site's highest applied id an event id may be."""
         self.redis = redis_client
@@ -272,8 +276,9 @@ class Processor:
         self.sweep_partitions = sweep_partitions
         self.sweep_lag_days = sweep_lag_days
         self.sweep_chunk = sweep_chunk
-        # teachers' feedback (stream_app/feedback.py): holds back alerts of contacted students
-        self.feedback_gate = feedback_gate
+        # teachers' feedback (stream_app/feedback.py): contacted students are not admitted
+        self.feedback = feedback
+        self.held_back = 0  # candidates not admitted because a teacher contacted them
         self._clock: dict[tuple[str, int, int], int] = {}
         self._clock_dirty: set[tuple[str, int, int]] = set()
         self._swept: dict[tuple[str, int, int], int] = {}
@@ -945,9 +950,7 @@ class Processor:
             for kind, idx, day, _trigger in s.obs:
                 risk = ev_risk[idx] if kind == _EVENT else day_risks[r][idx - s.rewarm]
                 st.risk, last_day = float(risk), day
-            st.level = (
-                "low" if st.alert.left is not None else th.level(st.risk).value
-            )
+            st.level = "low" if st.alert.left is not None else th.level(st.risk).value
             st.ver, st.spec, st.upd = handle.version, handle.spec_hash, now
             write.states[s.key] = encode_state(
                 st, full=s.init or bool(s.commit_req), alert=st.alert != alert_before[r]
@@ -1066,24 +1069,46 @@ class Processor:
         # each candidate's alert memory and day risks: a candidate is judged as if every
         # earlier day had been released the moment it closed, whatever the batching
         memory: dict[int, tuple[AlertState, np.ndarray]] = {}
+        contacted: dict[int, list[datetime]] = {}  # teachers' feedback, per candidate
+        day0: datetime | None = None  # the course's start: a day d closes at day0 + d + 1
         if users:
             order = sorted(users)
             pipe = self.redis.pipeline(transaction=False)
             for u in order:
                 pipe.hmget(StudentKey(site, course, u).redis_key, ["alert", "traj"])
+            if self.feedback:
+                for u in order:
+                    pipe.hgetall(feedback_key(site, course, u))
+                pipe.get(calendar_key(site, course))
             got = await self._retry("redis.candidates", pipe.execute)
-            for u, (alert_raw, traj_raw) in zip(order, got, strict=True):
+            for u, (alert_raw, traj_raw) in zip(order, got[: len(order)], strict=True):
                 traj = (
                     np.frombuffer(traj_raw, dtype=np.float16).astype(np.float32)
                     if traj_raw
                     else np.zeros(0, np.float32)
                 )
                 memory[u] = (AlertState.from_json(alert_raw), traj)
+            if self.feedback and got[-1] is not None:
+                day0 = self._calendar(got[-1]).start
+                for u, raw_fb in zip(order, got[len(order) : 2 * len(order)], strict=True):
+                    times = feedback.contacted_at(feedback.parse(raw_fb))
+                    if times:
+                        contacted[u] = times
         cooldown = max(th.cooldown_days, 1)
+
+        def held_back(user: int, d: int) -> bool:
+            """Marked *contacted* by a teacher less than the cooldown before day d closed."""
+            if user not in contacted or day0 is None:
+                return False
+            closes = day0 + timedelta(days=d + 1)
+            return feedback.within(contacted[user], closes, cooldown)
 
         def eligible(user: int, d: int) -> bool:
             state, traj = memory[user]
             if state.left is not None and state.left <= d:
+                return False
+            if held_back(user, d):
+                self.held_back += 1
                 return False
             a = state.last_day
             if a is None or a >= d:
@@ -1137,10 +1162,6 @@ class Processor:
                 write.hincrs.append((ck, f"a{d}", 1))
             for k, s in students.items():
                 write.states[k] = {"alert": s.st.alert.to_json()}
-            gate = self.feedback_gate  # teachers' feedback: contacted students held back
-            if alerts and gate is not None:
-                admitted = alerts
-                alerts = await self._retry("redis.feedback", lambda: gate(admitted))
             if alerts and self.explainer is not None:
                 alerts = await self._explain(alerts, list(students.values()), handle)
         out = []

@@ -15,7 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from contracts import TOPICS
-from stream_app.feedback import FeedbackConsumer, FeedbackGate
+from stream_app.feedback import FeedbackConsumer
 from stream_app.fetch_wait import FetchWaitTuner
 from stream_app.inference import InferenceEngine
 from stream_app.kafka_io import KafkaPublisher
@@ -54,7 +54,7 @@ class WorkerConfig:
     sweep: bool = True  # advance idle students on the course clock; closes days for alerts
     sweep_lag_days: int = 1
     explain_levels: tuple[str, ...] | None = ("high",)  # None: explain every alert
-    feedback: bool = False  # teachers' feedback: store it, hold back contacted students
+    feedback: bool = True  # teachers' feedback: store it, hold back contacted students
     sites: frozenset[str] = frozenset()  # sites whose events are applied (empty = every site)
     max_id_jump: int = 100_000_000  # see Processor: implausible event ids
     metrics_host: str = "127.0.0.1"
@@ -106,14 +106,15 @@ class Runtime:
             explainer=find_explainer(),
             sweep_lag_days=cfg.sweep_lag_days,
             explain_levels=None if cfg.explain_levels is None else frozenset(cfg.explain_levels),
-            feedback_gate=FeedbackGate(self.redis, handle.loaded.thresholds.cooldown_days)
-            if cfg.feedback
-            else None,
+            feedback=cfg.feedback,
             sites=cfg.sites,
             max_id_jump=cfg.max_id_jump,
         )
-        if cfg.feedback:  # opt-in (RISKSTREAM_STREAM_FEEDBACK): see ARCHITECTURE, feedback
-            consumer = FeedbackConsumer(cfg.bootstrap, self.redis, f"{cfg.group}-feedback")
+        if cfg.feedback:  # RISKSTREAM_STREAM_FEEDBACK (on): see ARCHITECTURE, feedback
+            # everything on the topic before the first event batch: feedback published while
+            # the worker was down (or before a crash) counts for the replayed days too
+            consumer = FeedbackConsumer(cfg.bootstrap, self.redis)
+            await consumer.catch_up()
             self._feedback = asyncio.create_task(consumer.run(self._feedback_stop))
         if cfg.monitor:
             self.processor.monitor = StreamMonitor(cfg.registry, self.metrics.registry)

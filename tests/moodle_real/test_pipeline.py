@@ -15,6 +15,7 @@ import html
 import json
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from contracts import (
     decode_event,
 )
 from contracts import keys as rkeys
+from stream_app import feedback
 from tests.moodle_real.conftest import PHP, Pipeline, teacher_page, teacher_session, wait_for, ws
 from tests.moodle_real.site import MoodleSite
 
@@ -252,10 +254,16 @@ def test_teacher_feedback_reaches_the_feedback_topic(
     page = teacher_page(moodle, course, f"/local/riskstream/index.php?id={course['course']}")
     assert 'data-action="contacted"' in page
     assert 'data-share="1.000"' in page  # 1 of 1 answered alerts marked useful
-    # the worker keeps the latest answer per student (what holds back re-alerts)
-    key = f"rs:fb:{pipeline.site}:{course['course']}:{student}"
-    stored = wait_for(lambda: pipeline.redis.get(key), 30, f"{key} in Redis")
-    assert json.loads(stored)["action"] == "contacted"
+    # the worker keeps each alert's latest answer under the student's course hash tag; its
+    # alert admission reads it there (a contacted student is held back for the cooldown)
+    key = rkeys.feedback_key(pipeline.site, course["course"], student)
+    stored = wait_for(lambda: pipeline.redis.hget(key, alert_id), 30, f"{key} in Redis")
+    answer = json.loads(stored)
+    assert answer["action"] == "contacted" and answer["id"] == fb.feedback_id
+    held = feedback.suppresses(
+        feedback.parse(pipeline.redis.hgetall(key)), fb.time + timedelta(days=1), 7
+    )
+    assert held  # what `_release` asks: the next day closes within the 7-day cooldown
     alerts = [decode(RiskAlert, v) for v in pipeline.topic(TOPICS.alerts, idle_s=0.5)]
     assert any(a.alert_id == alert_id for a in alerts)
 

@@ -59,3 +59,43 @@ def test_fetch_size_grows_under_a_backlog_and_shrinks_back() -> None:
     for want in (4000, 2000, 1000, 1000):  # low load: back to the minimum
         size = next_fetch_size(30, size, 1000, 8000)
         assert size == want
+
+
+def test_a_stale_fetch_is_dropped_and_its_partitions_rewound_to_the_next_unapplied() -> None:
+    """A fetch that a rebalance made stale is not applied, and the consumer's position goes
+    back to the next offset to apply for each partition still ours (else those records were
+    skipped for good: a lost click after a worker joined or left)."""
+    import asyncio
+    import logging
+
+    from faust.types import TP
+
+    from stream_app.faust_batch import BatchConsumer
+
+    ours, gone, done = TP("ev", 0), TP("ev", 1), TP("ev", 2)
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    fake = SimpleNamespace(
+        app=SimpleNamespace(consumer_generation_id=5),
+        flow_active=True,
+        should_stop=False,
+        _read_offset={ours: 100, gone: 40, done: 60},
+        _get_active_partitions=lambda: {ours, done},
+        seek=seek,
+        log=logging.getLogger("test"),
+    )
+    msgs = {
+        ours: [SimpleNamespace(offset=o) for o in (100, 101, 102)],
+        gone: [SimpleNamespace(offset=40)],  # given away: its next owner starts at the commit
+        done: [SimpleNamespace(offset=58), SimpleNamespace(offset=59)],  # applied already
+    }
+    assert not BatchConsumer._stale(fake, 5, msgs)  # type: ignore[arg-type]
+    assert BatchConsumer._stale(fake, 4, msgs)  # type: ignore[arg-type]  # generation moved
+    assert not BatchConsumer._stale(fake, 4, {})  # type: ignore[arg-type]
+    fake.flow_active = False
+    assert BatchConsumer._stale(fake, 5, msgs)  # type: ignore[arg-type]  # mid-rebalance
+    asyncio.run(BatchConsumer._rewind(fake, msgs))  # type: ignore[arg-type]
+    assert sought == [(ours, 100)]

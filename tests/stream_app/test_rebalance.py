@@ -52,8 +52,11 @@ async def _produce_paced(bootstrap: str, topic: str, evs: list, seconds: float) 
 
 
 @pytest.mark.xfail(
-    reason="open bug (session notes): after a join and a leave mid-replay one student's open "
-    "day can differ by one click from the uninterrupted run; seen on the issue-16 branch too",
+    reason="intermittent (session notes): after a join and a leave mid-replay one student's "
+    "open day could differ by one click from the uninterrupted run. A race that skips records "
+    "was fixed in stream_app/faust_batch.py (a fetch from the new assignment dropped as stale, "
+    "its records never re-read); 9 of 9 runs passed here before and after it, so whether it "
+    "was this failure is unproven (ARCHITECTURE.md, rebalances)",
     strict=False,
 )
 def test_worker_joining_and_leaving_mid_replay_matches_uninterrupted_run(
