@@ -65,13 +65,13 @@ def backfill_command(
             f"no current model in {s.model_registry}; train one with `riskstream train` or "
             "set RISKSTREAM_MODEL_REGISTRY"
         )
+    from riskstream.reachable import redis_down, require
+
+    require(kafka=s.kafka_bootstrap if publish else None, redis_url=s.redis_url)
     try:
         src = load_oulad(s.data_dir, oulad, site or s.site or "oulad", max_students)
     except OuladSourceError as exc:
         raise _fail(str(exc)) from None
-    from riskstream.reachable import redis_down, require
-
-    require(kafka=s.kafka_bootstrap if publish else None, redis_url=s.redis_url)
     client = redis.Redis.from_url(s.redis_url)
     try:
         ctx = write_context(client, calendars=src.calendars, profiles=src.profiles)

@@ -99,8 +99,6 @@ def retrain(
     from riskstream.cli import _fail, _settings
 
     s = _settings()
-    from models.registry import RegistryError
-    from models.train import TrainConfig, quick_config
     from riskstream.reachable import redis_down, redis_up
     from riskstream.retrain import (
         RetrainSignals,
@@ -121,6 +119,9 @@ def retrain(
         signals.new_presentations = new_presentations(s.data_dir, s.model_registry)
     except FileNotFoundError as exc:
         raise _fail(f"cannot gather the retraining signals: {exc}") from None
+    from models.registry import RegistryError
+    from models.train import TrainConfig, quick_config
+
     decision = decide(signals)
     console.print(
         f"retrain due: {decision.due}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -185,10 +184,10 @@ def _kind(e: BaseException) -> str | None:
 class GuardedGroup(TyperGroup):
     """The top-level group: a connection error escaping any command ends in one line."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
             line = connection_failure(exc)
