@@ -43,9 +43,9 @@ async def sample_lag(bootstrap: str, topic: str, group: str, timeout_s: float = 
         fetch_max_wait_ms=50,
         request_timeout_ms=int(timeout_s * 1000),
     )
-    try:  # started inside: a broker that is down must not leave an unclosed client behind
-        await admin.start()
-        await consumer.start()
+    await admin.start()
+    await consumer.start()
+    try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
             await consumer._client.force_metadata_update()  # topic metadata on first use
