@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import redis
 import redis.asyncio as aredis
 import typer
@@ -602,8 +603,6 @@ class Demo:
 
         oc = outcomes_table(o, sorted({c for c, _ in users}), {u for _, u in users})
         oc = oc[[(c, u) in users for c, u in zip(oc["course_id"], oc["user_id"], strict=True)]]
-        import pandas as pd  # here: every command imports this module
-
         frame = pd.DataFrame(
             [(a.course_id, a.user_id, a.day) for a in self.alerts],
             columns=["course_id", "user_id", "day"],
