@@ -25,10 +25,12 @@ from riskstream import (
     demo,
 )
 from riskstream.logs import configure_logging
+from riskstream.reachable import GuardedGroup, fail, require
 from riskstream.settings import Settings, load_settings
 from riskstream.stack import Stack, StackError
 
 app = typer.Typer(
+    cls=GuardedGroup,  # a connection error escaping any command: one line, exit 1
     help="riskstream: Moodle activity in, early risk alerts out.",
     no_args_is_help=True,
     add_completion=False,
@@ -59,8 +61,8 @@ def stack_from(s: Settings) -> Stack:
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)  # one line, whatever the width
-    return typer.Exit(code)
+    """One line on stderr, whatever the width (see riskstream.reachable.fail)."""
+    return fail(msg, code)
 
 
 def _print_status(st_dict: dict[str, object]) -> None:
@@ -140,12 +142,9 @@ def smoke(n: int = typer.Option(6, min=1, help="Events to send")) -> None:
     s = _settings()
     from aiokafka.errors import KafkaError
 
-    from riskstream.reachable import unreachable
     from riskstream.smoke import round_trip
 
-    down = unreachable(kafka=s.kafka_bootstrap)
-    if down:
-        raise _fail(down)
+    require(kafka=s.kafka_bootstrap)
     try:
         got = asyncio.run(round_trip(s.kafka_bootstrap, n=n))
     except (KafkaError, OSError) as exc:

@@ -40,6 +40,7 @@ def evaluate_alerts_command(
     from riskstream.alert_eval import evaluate_alerts, write_report
     from riskstream.replay import OuladSourceError
 
+    failure: str | None = None
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -66,7 +67,9 @@ def evaluate_alerts_command(
                 feedback=feedback,
             )
         except (RegistryError, OuladSourceError, KeyError, RuntimeError) as exc:
-            raise _fail(str(exc)) from None
+            failure = str(exc)  # said once the progress bar is gone: one line, no blank one
+    if failure is not None:
+        raise _fail(failure)
     title = f"Alert policy replay: {presentation} (model {res.report['run']['model_version']})"
     paths = write_report(res, out, title)
     d56 = res.report["per_cutoff"]["56"]

@@ -8,6 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
+from riskstream.reachable import fail, require
 from riskstream.settings import Settings, load_settings
 
 api_app = typer.Typer(help="The risk API (FastAPI) and the operator page /ui.")
@@ -60,8 +61,10 @@ def serve(
     try:
         cfg = config_from(s)
     except ValueError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
+    # Every route reads Redis: refuse to start without it, like the worker (the broker is
+    # optional, for the lag probe; a Redis lost later shows as "degraded" on /healthz).
+    require(redis_url=s.redis_url)
     if not cfg.key_hashes:
         console.print(
             "[yellow]warning:[/] no API keys configured, every /v1 request will get 401; "
@@ -92,8 +95,5 @@ def hash_key_cmd(
 
     key = sys.stdin.readline().strip()
     if not key:
-        console.print(
-            "[bold red]error:[/] give the key on stdin, e.g. echo KEY | riskstream api hash-key"
-        )
-        raise typer.Exit(2)
+        raise fail("give the key on stdin, e.g. echo KEY | riskstream api hash-key", 2)
     typer.echo(f"{site}={hash_key(key)}" if site else hash_key(key))

@@ -65,6 +65,9 @@ def backfill_command(
             f"no current model in {s.model_registry}; train one with `riskstream train` or "
             "set RISKSTREAM_MODEL_REGISTRY"
         )
+    from riskstream.reachable import redis_down, require
+
+    require(kafka=s.kafka_bootstrap if publish else None, redis_url=s.redis_url)
     try:
         src = load_oulad(s.data_dir, oulad, site or s.site or "oulad", max_students)
     except OuladSourceError as exc:
@@ -73,10 +76,7 @@ def backfill_command(
     try:
         ctx = write_context(client, calendars=src.calendars, profiles=src.profiles)
     except redis.RedisError as exc:
-        raise _fail(
-            f"cannot reach Redis at {s.redis_url}: {exc}; start the stack (riskstream stack up) "
-            "or set RISKSTREAM_REDIS_URL"
-        ) from None
+        raise _fail(f"{redis_down(s.redis_url)} ({type(exc).__name__})") from None
     finally:
         client.close()
     n = workers or os.cpu_count() or 1

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from riskstream.logs import configure_logging
+from riskstream.reachable import fail, require
 from riskstream.settings import Settings, load_settings
 
 connector_app = typer.Typer(
@@ -21,11 +22,11 @@ def _settings() -> Settings:
     s = load_settings()
     configure_logging(s.log_level, s.log_json)
     if not s.moodle_url or not s.moodle_token.get_secret_value():
-        console.print(
-            "[bold red]error:[/] set RISKSTREAM_MOODLE_URL and RISKSTREAM_MOODLE_TOKEN "
-            "(a token of the plugin's 'local_riskstream' service)"
+        raise fail(
+            "set RISKSTREAM_MOODLE_URL and RISKSTREAM_MOODLE_TOKEN "
+            "(a token of the plugin's 'local_riskstream' service)",
+            2,
         )
-        raise typer.Exit(2)
     return s
 
 
@@ -57,8 +58,7 @@ def check(
     try:
         report = asyncio.run(go())
     except MoodleError as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     from moodle_connector.run import CheckReport
 
     assert isinstance(report, CheckReport)
@@ -140,23 +140,17 @@ def run(
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
 
+    from riskstream.reachable import kafka_down, redis_down
+
+    # Kafka and Redis first: a Moodle down at start is waited for (an outage like any
+    # other), the stack is not, so a missing stack is said at once, not after Moodle answers.
+    require(kafka=s.kafka_bootstrap, redis_url=s.redis_url)
     try:
         stats = asyncio.run(run_connector(cfg))
     except MoodleError as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     except KafkaError as exc:
-        console.print(
-            f"[bold red]error:[/] Kafka at {s.kafka_bootstrap} is not reachable ({exc}); "
-            "start it (riskstream stack up) or set RISKSTREAM_KAFKA_BOOTSTRAP",
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(f"{kafka_down(s.kafka_bootstrap)} ({type(exc).__name__})") from None
     except (RedisError, OSError) as exc:
-        console.print(
-            f"[bold red]error:[/] Redis at {s.redis_url} is not reachable ({exc}); "
-            "start it (riskstream stack up) or set RISKSTREAM_REDIS_URL",
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(f"{redis_down(s.redis_url)} ({type(exc).__name__})") from None
     console.print(f"connector stopped: {stats}")

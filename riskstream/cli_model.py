@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from riskstream.reachable import fail
 from riskstream.settings import load_settings
 
 model_app = typer.Typer(help="The model registry: import, list, use.", no_args_is_help=True)
@@ -45,13 +46,11 @@ def import_command(
     reg = _registry(registry)
     src = source or SHIPPED
     if not src.is_dir():
-        console.print(f"[bold red]error:[/] {src} is not a folder; give a model version folder")
-        raise typer.Exit(1)
+        raise fail(f"{src} is not a folder; give a model version folder")
     try:
         version = reg.import_version(src, make_current=False)
     except RegistryError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     try:
         reg.load(version, device="cpu")
     except (SpecMismatchError, RegistryError) as exc:
@@ -72,11 +71,10 @@ def list_command(registry: Path | None = RegistryOpt) -> None:
     reg = _registry(registry)
     rows = reg.versions()
     if not rows:
-        console.print(
+        raise fail(
             f"no model in {reg.root}: `riskstream model import` installs the shipped one, "
             "`riskstream train` trains one"
         )
-        raise typer.Exit(1)
     table = Table("", "version", "kind", "created", "from", "thresholds (medium/high)")
     for r in rows:
         meta_path = reg.root / r["version"] / "meta.json"
@@ -108,6 +106,5 @@ def use_command(version: str, registry: Path | None = RegistryOpt) -> None:
         reg.load(version, device="cpu")
         reg.set_current(version)
     except (SpecMismatchError, RegistryError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     console.print(f"current model: [bold]{version}[/] ({reg.root})")

@@ -44,8 +44,10 @@ def reference(
 def status(as_json: bool = typer.Option(False, "--json", help="Print the JSON document")) -> None:
     """Per course: drift (PSI), live calibration, and whether a retrain is due."""
     from riskstream.cli import _settings
+    from riskstream.reachable import require
 
     s = _settings()
+    require(redis_url=s.redis_url)
     from models.registry import Registry
     from riskstream.api.monitoring import MonitorConfig, Monitoring
     from stream_app.state import connect
@@ -97,8 +99,7 @@ def retrain(
     from riskstream.cli import _fail, _settings
 
     s = _settings()
-    from models.registry import RegistryError
-    from models.train import TrainConfig, quick_config
+    from riskstream.reachable import redis_down, redis_up
     from riskstream.retrain import (
         RetrainSignals,
         decide,
@@ -107,15 +108,20 @@ def retrain(
         run_retrain,
     )
 
+    if live and not redis_up(s.redis_url):
+        raise _fail(
+            f"{redis_down(s.redis_url)}; or give --no-live to decide without the live signals"
+        )
     try:
         signals = RetrainSignals()
         if live:
             signals = asyncio.run(live_signals(s.redis_url, s.site_id, s.model_registry))
         signals.new_presentations = new_presentations(s.data_dir, s.model_registry)
-    except (OSError, FileNotFoundError) as exc:
-        raise _fail(
-            f"cannot gather the retraining signals: {exc} (use --no-live without Redis)"
-        ) from None
+    except FileNotFoundError as exc:
+        raise _fail(f"cannot gather the retraining signals: {exc}") from None
+    from models.registry import RegistryError
+    from models.train import TrainConfig, quick_config
+
     decision = decide(signals)
     console.print(
         f"retrain due: {decision.due}"

@@ -7,22 +7,24 @@ deployment creates exactly the topics named in ``contracts/topics.py``.
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlparse
+import time
 
+import structlog
 import typer
 from rich.console import Console
 
 from contracts import TOPICS
-from riskstream.stack import kafka_answers, redis_answers
+from riskstream.reachable import (
+    err_console,
+    fail,
+    kafka_down,
+    kafka_up,
+    redis_address,
+    redis_up,
+)
 
 console = Console()
-
-
-def _host_port(addr: str, default_port: int) -> tuple[str, int]:
-    host, _, port = addr.strip().rpartition(":")
-    if not host:
-        return addr.strip(), default_port
-    return host.strip("[]"), int(port)
+log = structlog.get_logger(__name__)
 
 
 def topics_command(
@@ -30,27 +32,43 @@ def topics_command(
         12, min=1, help="Partitions per topic: the most workers that can share the load"
     ),
     retries: int = typer.Option(30, min=1, help="Attempts while the broker starts"),
+    wait: float = typer.Option(
+        10.0, min=0, help="Seconds to wait for the broker to answer at all before giving up"
+    ),
 ) -> None:
     """Create the riskstream topics that do not exist yet (idempotent)."""
-    from riskstream.cli import _fail, _settings
+    from riskstream.cli import _settings
     from riskstream.kafka_admin import ensure_topics
 
     s = _settings()
+    deadline = time.monotonic() + wait
+    while not kafka_up(s.kafka_bootstrap):  # a silent probe: no client, no error log per try
+        if time.monotonic() >= deadline:
+            raise fail(f"{kafka_down(s.kafka_bootstrap)} (waited {wait:g} s)")
+        time.sleep(0.5)
     last: Exception | None = None
     for attempt in range(retries):
         try:
             created = asyncio.run(ensure_topics(s.kafka_bootstrap, TOPICS.all(), partitions))
-        except Exception as exc:  # broker still starting: back off and retry
+        except Exception as exc:  # broker answers but is still starting: back off and retry
             last = exc
-            asyncio.run(asyncio.sleep(min(2.0, 0.2 * (attempt + 1))))
+            delay = min(2.0, 0.2 * (attempt + 1))
+            log.warning(
+                "topics.retry",
+                attempt=attempt + 1,
+                error=f"{type(exc).__name__}: {exc}",
+                retry_in_s=delay,
+            )
+            time.sleep(delay)
             continue
         console.print(
             f"topics at {s.kafka_bootstrap}: created {created or 'none'}, "
             f"{len(TOPICS.all()) - len(created)} already there"
         )
         return
-    raise _fail(
-        f"cannot create topics at {s.kafka_bootstrap}: {last}; check RISKSTREAM_KAFKA_BOOTSTRAP"
+    raise fail(
+        f"cannot create topics at {s.kafka_bootstrap} after {retries} attempts "
+        f"({type(last).__name__}: {last}); check the broker's log and RISKSTREAM_KAFKA_BOOTSTRAP"
     )
 
 
@@ -59,14 +77,21 @@ def ping_command() -> None:
     from riskstream.cli import _settings
 
     s = _settings()
-    first = s.kafka_bootstrap.split(",")[0]
-    k_host, k_port = _host_port(first, 9092)
-    r = urlparse(s.redis_url)
-    kafka_ok = kafka_answers(k_host, k_port)
-    redis_ok = redis_answers(r.hostname or "127.0.0.1", r.port or 6379)
-    console.print(
-        f"kafka {first}: {'ok' if kafka_ok else 'NOT answering'}; "
-        f"redis {r.hostname}:{r.port or 6379}: {'ok' if redis_ok else 'NOT answering'}"
+    kafka_ok = kafka_up(s.kafka_bootstrap)
+    redis_ok = redis_up(s.redis_url)
+    line = (
+        f"kafka {s.kafka_bootstrap}: {'ok' if kafka_ok else 'NOT answering'}; "
+        f"redis {redis_address(s.redis_url)}: {'ok' if redis_ok else 'NOT answering'}"
     )
-    if not (kafka_ok and redis_ok):
-        raise typer.Exit(1)
+    if kafka_ok and redis_ok:
+        console.print(line, soft_wrap=True)
+        return
+    need = " and ".join(
+        v
+        for v, ok in (("RISKSTREAM_KAFKA_BOOTSTRAP", kafka_ok), ("RISKSTREAM_REDIS_URL", redis_ok))
+        if not ok
+    )
+    err_console.print(
+        f"[bold red]error:[/] {line}; start the stack (riskstream stack up) or set {need}"
+    )
+    raise typer.Exit(1)

@@ -205,13 +205,15 @@ def replay_command(
         if bad:
             console.print(f"{len(bad)} bad line(s) go to {TOPICS.dead_letter} with the reason")
 
+    from riskstream.reachable import redis_down, require
+
+    require(kafka=s.kafka_bootstrap, redis_url=s.redis_url)  # before anything is written
     client = redis.Redis.from_url(s.redis_url)
     try:
         ctx = write_context(client, calendars=cals, profiles=profs, derived=derived)
     except redis.RedisError as exc:
         raise _fail(
-            f"cannot write calendars/profiles to Redis at {s.redis_url}: {exc}; "
-            "start the stack (riskstream stack up) or set RISKSTREAM_REDIS_URL"
+            f"cannot write calendars/profiles: {redis_down(s.redis_url)} ({type(exc).__name__})"
         ) from None
     finally:
         client.close()

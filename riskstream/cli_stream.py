@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from riskstream.logs import configure_logging
-from riskstream.reachable import unreachable
+from riskstream.reachable import fail, require
 from riskstream.settings import Settings, load_settings
 
 console = Console()
@@ -77,23 +77,18 @@ def worker(
     s = _settings()
     dev = device or s.device
     if dev not in {"auto", "cpu", "cuda"}:
-        console.print(f"[bold red]error:[/] --device must be cpu or cuda, not {dev!r}")
-        raise typer.Exit(2)
+        raise fail(f"--device must be cpu or cuda, not {dev!r}", 2)
     if engine not in {"faust", "aiokafka"}:
-        console.print(f"[bold red]error:[/] --engine must be faust or aiokafka, not {engine!r}")
-        raise typer.Exit(2)
+        raise fail(f"--engine must be faust or aiokafka, not {engine!r}", 2)
     from models.registry import Registry
 
     if Registry(s.model_registry).current_version() is None:
-        console.print(
-            f"[bold red]error:[/] no current model in {s.model_registry}; train one with "
-            "`riskstream train` or set RISKSTREAM_MODEL_REGISTRY"
+        raise fail(
+            f"no current model in {s.model_registry}; train one with `riskstream train` "
+            "(or install the shipped one: riskstream model import) or set "
+            "RISKSTREAM_MODEL_REGISTRY"
         )
-        raise typer.Exit(1)
-    down = unreachable(kafka=s.kafka_bootstrap, redis_url=s.redis_url)
-    if down:
-        console.print(f"[bold red]error:[/] {down}", soft_wrap=True)
-        raise typer.Exit(1)
+    require(kafka=s.kafka_bootstrap, redis_url=s.redis_url)
     if concurrency > 1:
         raise typer.Exit(_supervise(s, dev, concurrency, engine))
     cfg = _config(s, dev)
@@ -105,8 +100,7 @@ def worker(
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(run_aiokafka(cfg))
         except FatalError as exc:  # retrying cannot fix it: one line, nothing committed
-            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-            raise typer.Exit(70) from None
+            raise fail(str(exc), 70) from None
         return
     from stream_app.app import run_worker
 
@@ -152,10 +146,7 @@ def alerts_tail(
     can be published twice; it keeps its id).
     """
     s = _settings()
-    down = unreachable(kafka=s.kafka_bootstrap)
-    if down:
-        console.print(f"[bold red]error:[/] {down}", soft_wrap=True)
-        raise typer.Exit(1)
+    require(kafka=s.kafka_bootstrap)
     from aiokafka.errors import KafkaError
 
     try:
@@ -165,12 +156,10 @@ def alerts_tail(
             )
         )
     except (KafkaError, OSError) as exc:
-        console.print(
-            f"[bold red]error:[/] reading alerts from Kafka at {s.kafka_bootstrap} failed "
-            f"({type(exc).__name__}: {exc}); is the stack up (riskstream stack up)?",
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(
+            f"reading alerts from Kafka at {s.kafka_bootstrap} failed "
+            f"({type(exc).__name__}: {exc}); is the stack up (riskstream stack up)?"
+        ) from None
     if not as_json:
         console.print(f"{n} alert(s)")
 

@@ -729,10 +729,14 @@ def demo_command(
     from riskstream.cli import _fail, _settings, console, stack_from
     from riskstream.cli_replay import make_pace
     from riskstream.kafka_admin import ensure_topics
-    from riskstream.replay import OuladSourceError, resolve_data_dir
+    from riskstream.replay import OuladSourceError, oulad_dir
     from riskstream.stack import StackError
 
     s = _settings()
+    try:  # before anything starts or is written: a wrong folder leaves nothing behind
+        data_dir = oulad_dir(s.data_dir)
+    except OuladSourceError as exc:
+        raise _fail(str(exc)) from None
     st = stack_from(s)
     was_running = st.status().healthy
     stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
@@ -740,7 +744,7 @@ def demo_command(
         bootstrap=st.bootstrap,
         redis_url=st.redis_url,
         registry=s.model_registry,
-        data_dir=resolve_data_dir(s.data_dir),
+        data_dir=data_dir,
         report_dir=report_dir or Path("reports") / f"demo-{stamp}",
         device=s.device,
         selection=oulad,

@@ -38,11 +38,30 @@ class _StderrLoggerFactory:
         return _StderrLogger()
 
 
+class _RetryIsWarning(logging.Filter):
+    """aiokafka logs each failed connect at ERROR although its client retries (the broker
+    restarting, the API's lag probe every 5 s): a retry is a warning; what finally fails is
+    reported once, at error, by the command or worker that gives up."""
+
+    _RETRIED = ("Unable connect to", "Unable to update metadata", "Unable to request metadata")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(self._RETRIED):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_RETRY_FILTER = _RetryIsWarning()
+
+
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s")
     for noisy in ("aiokafka", "faust", "mode", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
+    for name in ("aiokafka.client", "aiokafka.conn"):  # filters see only their own logger
+        if _RETRY_FILTER not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_RETRY_FILTER)
     # Tracebacks are plain text without local variables: the rich default dumped every
     # local (student ids, model arrays) of every frame, thousands of lines per crash.
     renderer: Any = (

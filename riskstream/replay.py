@@ -505,6 +505,17 @@ def resolve_data_dir(path: Path) -> Path:
     return path
 
 
+def oulad_dir(data_dir: Path) -> Path:
+    """The resolved OULAD folder; OuladSourceError when it holds no OULAD Parquet files."""
+    data_dir = resolve_data_dir(data_dir)
+    if not (data_dir / "studentVle.parquet").is_file():
+        raise OuladSourceError(
+            f"OULAD Parquet files not found in {data_dir}; set RISKSTREAM_DATA_DIR to the folder "
+            "holding studentVle.parquet (see /work/shared/datasets/oulad/README.md)"
+        )
+    return data_dir
+
+
 def load_oulad(
     data_dir: Path, selection: str, site: str = "oulad", max_students: int = 0
 ) -> OuladSource:
@@ -513,12 +524,7 @@ def load_oulad(
     ``max_students`` keeps the first N students (by id) of each presentation: a short,
     reproducible replay for CI and quick looks.
     """
-    data_dir = resolve_data_dir(data_dir)
-    if not (data_dir / "studentVle.parquet").is_file():
-        raise OuladSourceError(
-            f"OULAD Parquet files not found in {data_dir}; set RISKSTREAM_DATA_DIR to the folder "
-            "holding studentVle.parquet (see /work/shared/datasets/oulad/README.md)"
-        )
+    data_dir = oulad_dir(data_dir)
     try:
         from models import oulad
     except ImportError as exc:

@@ -127,8 +127,15 @@ def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def redis_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
-        client = redis.Redis(
-            host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = redis.Redis(  # one try: the client's default retries took 3.7 s to say no
+            host=host,
+            port=port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             return bool(client.ping())
