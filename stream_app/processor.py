@@ -930,9 +930,11 @@ class Processor:
             )
             if cohort and len(seq):  # the cohort's day sums (models/cohort.py)
                 ck = caps_key(s.key.site, s.key.course, s.partition)
-                left = st.alert.left
+                # enrolled that day: from the first record (a late registrant's earlier
+                # days, committed on arrival, count for nobody), until the unenrolment
+                left, since = st.alert.left, st.alert.since or 0
                 for d, q in zip(s.commit_days, quantized_logit(seq).tolist(), strict=True):
-                    if left is None or left > d:
+                    if since <= d and (left is None or left > d):
                         write.hincrs.append((ck, f"ls{d}", int(q)))
                         write.hincrs.append((ck, f"ln{d}", 1))
             traj_base.append(len(st.traj))
