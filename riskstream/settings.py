@@ -77,10 +77,9 @@ class Settings(BaseSettings):
         default=0.05, gt=0, description="Longest wait for events when none are there (s)"
     )
     stream_batch_cap: int = Field(
-        default=8000,
+        default=0,
         ge=0,
-        description="Largest micro-batch under a backlog (Faust worker; the fetch doubles "
-        "from BATCH_MAX while fetches come back full); 0 = BATCH_MAX (no growth)",
+        description="Largest micro-batch under a backlog (Faust worker); 0 = BATCH_MAX",
     )
     stream_fetch_max_wait_ms: int = Field(
         default=10, ge=0, le=5000, description="Broker-side fetch wait (latency at low load)"
