@@ -277,6 +277,10 @@ class Processor:
         self._clock_dirty: set[tuple[str, int, int]] = set()
         self._swept: dict[tuple[str, int, int], int] = {}
         self._partition_cache: dict[tuple[str, int], int] = {}
+        # a lower bound of each student's open day, from this process's own state writes
+        # (days only move forward, whoever writes): the sweep reads only students that may
+        # be behind its day, instead of every student of the partition every course day
+        self._day_floor: dict[StudentKey, int] = {}
         self._cal_cache: dict[bytes, CourseCalendar] = {}
         self.sites = frozenset(sites or ())
         self.max_id_jump = max_id_jump
@@ -553,6 +557,12 @@ class Processor:
         if write.states or write.counts:
             check_write(write)  # everything validated before the first write
             await self._retry("redis.write", lambda: write_batch(self.redis, write))
+            floor = self._day_floor
+            if len(floor) > 2_000_000:
+                floor.clear()
+            for s in active:
+                if s.st.day is not None and s.key in write.states:
+                    floor[s.key] = s.st.day
         if self.monitor is not None:  # drift counts, withdrawals (stream_app/monitor.py)
             mon, evs = self.monitor, [ev for _, ev in events]
             await self._retry(
@@ -645,13 +655,28 @@ class Processor:
         ok = np.ones(len(active), dtype=bool)
         for v in res.states.values():
             ok &= np.isfinite(v.reshape(len(active), -1)).all(axis=1)
-        for r, risks in enumerate(res.seq_risk):
-            if r < len(ok) and not np.isfinite(risks).all():
+        n_rows = min(len(ok), len(res.seq_risk))
+        for r in range(n_rows):
+            if not np.isfinite(res.seq_risk[r]).all():
                 ok[r] = False
-            elif r < len(ok) and calibrate is not None and len(risks) > active[r].rewarm:
-                days = np.asarray(active[r].commit_days)
-                if not np.isfinite(calibrate(risks[active[r].rewarm :], days)).all():
-                    ok[r] = False
+        if calibrate is not None and n_rows:
+            # the calibration is elementwise: one call over every student's closed days
+            seqs = [res.seq_risk[r][active[r].rewarm :] for r in range(n_rows)]
+            lens = np.fromiter((len(x) for x in seqs), dtype=np.int64, count=n_rows)
+            if lens.sum():
+                days = np.concatenate(
+                    [
+                        np.asarray(active[r].commit_days, dtype=np.int64)
+                        for r in range(n_rows)
+                        if lens[r]
+                    ]
+                )
+                fin = np.isfinite(calibrate(np.concatenate(seqs), days))
+                if not fin.all():
+                    ends = np.cumsum(lens)
+                    for r in range(n_rows):
+                        if lens[r] and not fin[ends[r] - lens[r] : ends[r]].all():
+                            ok[r] = False
         rows = {id(s): r for r, s in enumerate(active)}
         ev_rows = [rows.get(id(students[a.student]), -1) for a in applied]
         ev_risk = np.asarray(res.ev_risk)
@@ -740,7 +765,9 @@ class Processor:
                     self._partition_cache.clear()
                 self._partition_cache[(site, user)] = part
             if part == partition:
-                mine.append(StudentKey(site, course, user))
+                key = StudentKey(site, course, user)
+                if self._day_floor.get(key, -1) < day:  # else already at ``day`` or later
+                    mine.append(key)
         before = rep.students
         for i in range(0, len(mine), self.sweep_chunk):
             chunk = mine[i : i + self.sweep_chunk]
@@ -910,17 +937,28 @@ class Processor:
         alert_before = {}
         traj_base: list[int] = []
         day_risks: list[list[float]] = []
+        # calibrated closed-day risks of every student in one call (the calibration is
+        # elementwise), then split back per student
+        seqs = [res.seq_risk[r][s.rewarm :] for r, s in enumerate(active)]
+        lens = [len(x) for x in seqs]
+        cal_parts: list[np.ndarray] = []
+        if sum(lens):
+            days = np.concatenate(
+                [
+                    np.asarray(s.commit_days, dtype=np.int64)
+                    for s, n in zip(active, lens, strict=True)
+                    if n
+                ]
+            )
+            cal_all = np.clip(loaded.calibrate(np.concatenate(seqs), days), 0.0, 1.0)
+            cal_parts = np.split(cal_all, np.cumsum(lens)[:-1])
+        empty = np.zeros(0, np.float32)
         for r, s in enumerate(active):
             st = s.st
             alert_before[r] = st.alert
             for k in handle.shapes:
                 st.model_state[k] = res.states[k][r].reshape(-1).copy()
-            seq = res.seq_risk[r][s.rewarm :]
-            cal = (
-                np.clip(loaded.calibrate(seq, np.asarray(s.commit_days)), 0.0, 1.0)
-                if len(seq)
-                else np.zeros(0, np.float32)
-            )
+            cal = cal_parts[r] if lens[r] else empty
             traj_base.append(len(st.traj))
             day_risks.append(cal.tolist())
             if len(cal):
@@ -936,9 +974,7 @@ class Processor:
             for kind, idx, day, _trigger in s.obs:
                 risk = ev_risk[idx] if kind == _EVENT else day_risks[r][idx - s.rewarm]
                 st.risk, last_day = float(risk), day
-            st.level = (
-                "low" if st.alert.left is not None else th.level(st.risk).value
-            )
+            st.level = "low" if st.alert.left is not None else th.level(st.risk).value
             st.ver, st.spec, st.upd = handle.version, handle.spec_hash, now
             write.states[s.key] = encode_state(
                 st, full=s.init or bool(s.commit_req), alert=st.alert != alert_before[r]
