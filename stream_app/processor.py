@@ -154,6 +154,7 @@ class BatchReport:
     commits: int = 0
     alerts: list[RiskAlert] = field(default_factory=list)
     inference_s: float = 0.0
+    sweep_s: float = 0.0  # course-clock sweep and alert release after the batch (in total_s)
     total_s: float = 0.0
     duplicate_examples: list[str] = field(default_factory=list)  # first few, for the log
 
@@ -379,7 +380,9 @@ class Processor:
         self.metrics.events.labels("dead_letter").inc(rep.dead)
         self.metrics.batch_size.observe(len(records))
         if self.sweep_partitions:
+            ts = time.perf_counter()
             await self._sweep_due(rep)
+            rep.sweep_s = time.perf_counter() - ts
         rep.total_s = time.perf_counter() - t0
         self.metrics.batch_seconds.observe(rep.total_s)
         return rep

@@ -170,6 +170,7 @@ class Runtime:
                 alerts=len(rep.alerts),
                 ms=round(rep.total_s * 1000, 1),
                 inference_ms=round(rep.inference_s * 1000, 1),
+                sweep_ms=round(rep.sweep_s * 1000, 1),
             )
 
 
