@@ -155,6 +155,8 @@ class BatchReport:
     alerts: list[RiskAlert] = field(default_factory=list)
     inference_s: float = 0.0
     sweep_s: float = 0.0  # course-clock sweep and alert release after the batch (in total_s)
+    release_s: float = 0.0  # of which the alert release (reads, admission, explain, publish)
+    explain_s: float = 0.0  # of which the explanations of released alerts
     total_s: float = 0.0
     duplicate_examples: list[str] = field(default_factory=list)  # first few, for the log
 
@@ -741,7 +743,9 @@ class Processor:
                 await self.sweep(site, course, partition, target, rep)
                 # every day before ``target`` is now closed for all of the partition's
                 # students: their candidates can be admitted
+                tr = time.perf_counter()
                 await self._release(site, course, partition, target - 1, rep)
+                rep.release_s += time.perf_counter() - tr
                 self._swept[(site, course, partition)] = target
 
     async def sweep(
@@ -1151,7 +1155,9 @@ class Processor:
                 admitted = alerts
                 alerts = await self._retry("redis.feedback", lambda: gate(admitted))
             if alerts and self.explainer is not None:
+                te = time.perf_counter()
                 alerts = await self._explain(alerts, list(students.values()), handle)
+                rep.explain_s += time.perf_counter() - te
         out = []
         for al in alerts:
             payload = encode(al)
