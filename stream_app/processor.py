@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -159,6 +159,15 @@ class BatchReport:
     explain_s: float = 0.0  # of which the explanations of released alerts
     total_s: float = 0.0
     duplicate_examples: list[str] = field(default_factory=list)  # first few, for the log
+
+    def merge(self, other: BatchReport) -> None:
+        """Add ``other``'s counts, times and alerts (a sweep's report into its batch's)."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, list):
+                mine.extend(getattr(other, f.name))
+            else:
+                setattr(self, f.name, mine + getattr(other, f.name))
 
 
 @dataclass
@@ -736,17 +745,33 @@ class Processor:
             self._clock_dirty.add(k)
 
     async def _sweep_due(self, rep: BatchReport) -> None:
+        """Sweep and release every (site, course, partition) whose clock advanced. They
+        touch disjoint keys (a partition's students, candidates and book), so they run
+        concurrently: their Redis writes share fsyncs (Redis syncs the AOF once per event
+        loop turn) and their round trips overlap; model work still runs one at a time."""
         due, self._clock_dirty = self._clock_dirty, set()
+        chains = []
         for site, course, partition in sorted(due):
             target = self._clock[(site, course, partition)] - self.sweep_lag_days
             if target > self._swept.get((site, course, partition), -1):
-                await self.sweep(site, course, partition, target, rep)
-                # every day before ``target`` is now closed for all of the partition's
-                # students: their candidates can be admitted
-                tr = time.perf_counter()
-                await self._release(site, course, partition, target - 1, rep)
-                rep.release_s += time.perf_counter() - tr
-                self._swept[(site, course, partition)] = target
+                chains.append(self._sweep_release(site, course, partition, target))
+        if not chains:
+            return
+        for sub in await asyncio.gather(*chains):
+            rep.merge(sub)
+
+    async def _sweep_release(
+        self, site: str, course: int, partition: int, target: int
+    ) -> BatchReport:
+        rep = BatchReport()
+        await self.sweep(site, course, partition, target, rep)
+        # every day before ``target`` is now closed for all of the partition's students:
+        # their candidates can be admitted
+        tr = time.perf_counter()
+        await self._release(site, course, partition, target - 1, rep)
+        rep.release_s += time.perf_counter() - tr
+        self._swept[(site, course, partition)] = target
+        return rep
 
     async def sweep(
         self, site: str, course: int, partition: int, day: int, rep: BatchReport | None = None
