@@ -13,6 +13,8 @@ Rows within one (course, day) are spread deterministically over that day, in
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ import pandas as pd
 
 from contracts import (
     ACTIVITY_TYPES,
+    SCHEMA_VERSION,
     ActivityType,
     CourseCalendar,
     Deadline,
@@ -99,21 +102,43 @@ class Course:
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "courses": ("code_module", "code_presentation", "module_presentation_length"),
     "assessments": (
-        "code_module", "code_presentation", "id_assessment", "assessment_type", "date", "weight",
+        "code_module",
+        "code_presentation",
+        "id_assessment",
+        "assessment_type",
+        "date",
+        "weight",
     ),
     "vle": ("id_site", "activity_type"),
     "studentInfo": (
-        "code_module", "code_presentation", "id_student", "gender", "region",
-        "highest_education", "imd_band", "age_band", "num_of_prev_attempts", "studied_credits",
-        "disability", "final_result",
+        "code_module",
+        "code_presentation",
+        "id_student",
+        "gender",
+        "region",
+        "highest_education",
+        "imd_band",
+        "age_band",
+        "num_of_prev_attempts",
+        "studied_credits",
+        "disability",
+        "final_result",
     ),
     "studentRegistration": (
-        "code_module", "code_presentation", "id_student", "date_registration",
+        "code_module",
+        "code_presentation",
+        "id_student",
+        "date_registration",
         "date_unregistration",
     ),
     "studentAssessment": ("id_assessment", "id_student", "date_submitted", "is_banked", "score"),
     "studentVle": (
-        "code_module", "code_presentation", "id_student", "id_site", "date", "sum_click",
+        "code_module",
+        "code_presentation",
+        "id_student",
+        "id_site",
+        "date",
+        "sum_click",
     ),
 }
 
@@ -146,7 +171,8 @@ class Oulad:
                 problems.append(f"{table}.parquet lacks column(s) {', '.join(missing)}")
         if problems:
             raise FileNotFoundError(
-                f"{self.data_dir} is not an OULAD-shaped folder: " + "; ".join(problems)
+                f"{self.data_dir} is not an OULAD-shaped folder: "
+                + "; ".join(problems)
                 + " (see the OULAD schema in shared/datasets/oulad/README.md)"
             )
 
@@ -418,9 +444,7 @@ class Oulad:
             )
 
         wd = gone["withdraw_day"].to_numpy(np.float64).astype(np.int64)
-        return pd.concat(
-            [rows(enrol, reg, 1, 0), rows(gone, wd, 2, 86399)], ignore_index=True
-        )
+        return pd.concat([rows(enrol, reg, 1, 0), rows(gone, wd, 2, 86399)], ignore_index=True)
 
     def iter_events(
         self,
@@ -514,3 +538,69 @@ def _profile(r: object) -> StudentProfile:
         imd_band=_opt_str(r.imd_band),  # type: ignore[attr-defined]
         region=_opt_str(r.region),  # type: ignore[attr-defined]
     )
+
+
+_ORDINAL_1970 = datetime(1970, 1, 1).toordinal()
+
+
+def event_records(table: pd.DataFrame, site: str = SITE) -> Iterator[tuple[bytes, bytes, int]]:
+    """``(key, JSON, UTC date ordinal)`` per ``event_table`` row, in order: byte for byte
+    ``(ev.key, encode(ev), ev.time.toordinal())`` of ``row_to_event(row)`` with ``site``
+    (tests/riskstream check it), formatted directly (~10x faster than building the models;
+    a backfill of a presentation-year encodes millions). Rows the templates do not cover
+    (fractional times, ungraded submissions) go through ``row_to_event``."""
+    from types import SimpleNamespace
+
+    from contracts import encode
+
+    site_json = json.dumps(site)
+    cols = [
+        *("course_id", "user_id", "activity", "count", "cmid", "submitted", "grade"),
+        *("kind", "ts", "event_id"),
+    ]
+    data = [table[c].to_numpy().tolist() for c in cols]
+    gmtime, strftime = time.gmtime, time.strftime
+    for vals in zip(*data, strict=True):
+        cid, uid, act_i, cnt, cmid, sub, grade, kind, ts, eid = vals
+        key = f"{site}:{uid}".encode()
+        if ts != int(ts) or (sub and grade != grade):  # NaN grade: ungraded submission
+            ev = row_to_event(SimpleNamespace(**dict(zip(cols, vals, strict=True))))
+            if site != SITE:
+                ev = ev.model_copy(update={"site": site})
+            yield key, encode(ev), ev.time.toordinal()
+            continue
+        sec = int(ts)
+        when = strftime("%Y-%m-%dT%H:%M:%SZ", gmtime(sec))
+        head = (
+            f'{{"schema_version":{SCHEMA_VERSION},"site":{site_json},"event_id":{eid},'
+            f'"user_id":{uid},"course_id":{cid},"time":"{when}",'
+        )
+        if kind:
+            verb, crud = ("deleted", "d") if kind == 2 else ("created", "c")
+            body = (
+                f'"eventname":"\\\\core\\\\event\\\\user_enrolment_{verb}","component":"core",'
+                f'"action":"{verb}","target":"user_enrolment","crud":"{crud}","edulevel":0,'
+                '"activity":"other","count":1}'
+            )
+        elif sub:
+            act = ACTIVITY_TYPES[act_i]
+            if act == ActivityType.QUIZ:
+                comp, name, target = "mod_quiz", "attempt_submitted", "attempt"
+            else:
+                comp, name, target = "mod_assign", "assessable_submitted", "assessable"
+            body = (
+                f'"eventname":"\\\\{comp}\\\\event\\\\{name}","component":"{comp}",'
+                f'"action":"submitted","target":"{target}","crud":"c","edulevel":2,'
+                f'"cmid":{cmid},"activity":"{act.value}","count":1,"attempt_id":{eid},'
+                f'"grade":{float(grade)!r},"max_grade":100.0}}'
+            )
+        else:
+            act = ACTIVITY_TYPES[act_i]
+            comp = _ACT_COMPONENT.get(act_i, "core")
+            target = "course" if act == ActivityType.COURSE_VIEW else "course_module"
+            body = (
+                f'"eventname":"\\\\{comp}\\\\event\\\\{target}_viewed","component":"{comp}",'
+                f'"action":"viewed","target":"{target}","crud":"r","edulevel":2,'
+                f'"cmid":{cmid},"activity":"{act.value}","count":{cnt}}}'
+            )
+        yield key, (head + body).encode(), sec // 86400 + _ORDINAL_1970

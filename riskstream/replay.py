@@ -476,6 +476,9 @@ class OuladSource:
     course_ids: list[int]
     users: set[int] | None
     reader: Any = None  # the models.oulad.Oulad it came from (outcomes for scoring)
+    #: ``(key, LmsEvent JSON, UTC date ordinal)`` of ``events`` in the same order, formatted
+    #: without building the models (what a backfill sends); None: encode ``events``
+    records: Callable[[], Iterator[tuple[bytes, bytes, int]]] | None = None
 
 
 def parse_selection(sel: str) -> tuple[str | None, str | None]:
@@ -583,4 +586,13 @@ def _from_models_oulad(
     if rewrite:
         cals = [c.model_copy(update={"site": site}) for c in cals]
         profs = [p.model_copy(update={"site": site}) for p in profs]
-    return OuladSource(events(), len(table), cals, profs, course_ids, users, o)
+    return OuladSource(
+        events(),
+        len(table),
+        cals,
+        profs,
+        course_ids,
+        users,
+        o,
+        records=lambda: oulad.event_records(table, site),
+    )

@@ -80,6 +80,16 @@ class AlertState:
     def from_json(cls, raw: bytes | str | None) -> AlertState:
         if not raw:
             return cls()
+        got = _FROM_JSON.get(raw)  # frozen, so one instance per distinct JSON is shared
+        if got is None:
+            got = cls._parse(raw)
+            if len(_FROM_JSON) > 100_000:
+                _FROM_JSON.clear()
+            _FROM_JSON[raw] = got
+        return got
+
+    @classmethod
+    def _parse(cls, raw: bytes | str) -> AlertState:
         data = json.loads(raw)
         left = data.get("left")
         since = data.get("since")
@@ -90,6 +100,9 @@ class AlertState:
             left=None if left is None else int(left),
             since=None if since is None else int(since),
         )
+
+
+_FROM_JSON: dict[bytes | str, AlertState] = {}
 
 
 @dataclass(frozen=True)

@@ -198,11 +198,14 @@ def run_backfill(
 
     chunks: list[list[tuple[int, bytes, bytes]]] = [[] for _ in range(shards)]
     days: list[Any] = [None] * shards
+    part_of: dict[bytes, int] = {}  # murmur2 is pure Python: once per student, not per event
     try:
         for rec in records:
             key, value = rec[0], rec[1]
             day = rec[2] if len(rec) > 2 else None
-            part = shard_of(key, partitions)  # the Kafka partition
+            part = part_of.get(key)
+            if part is None:
+                part = part_of[key] = shard_of(key, partitions)  # the Kafka partition
             i = part % shards  # whole partitions per process: each stays in order
             if chunks[i] and day is not None and day != days[i]:
                 put(i, chunks[i])  # a batch never spans two days (the alert policy's

@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -157,8 +157,20 @@ class BatchReport:
     commits: int = 0
     alerts: list[RiskAlert] = field(default_factory=list)
     inference_s: float = 0.0
+    sweep_s: float = 0.0  # course-clock sweep and alert release after the batch (in total_s)
+    release_s: float = 0.0  # of which the alert release (reads, admission, explain, publish)
+    explain_s: float = 0.0  # of which the explanations of released alerts
     total_s: float = 0.0
     duplicate_examples: list[str] = field(default_factory=list)  # first few, for the log
+
+    def merge(self, other: BatchReport) -> None:
+        """Add ``other``'s counts, times and alerts (a sweep's report into its batch's)."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, list):
+                mine.extend(getattr(other, f.name))
+            else:
+                setattr(self, f.name, mine + getattr(other, f.name))
 
 
 @dataclass
@@ -283,6 +295,10 @@ class Processor:
         self._clock_dirty: set[tuple[str, int, int]] = set()
         self._swept: dict[tuple[str, int, int], int] = {}
         self._partition_cache: dict[tuple[str, int], int] = {}
+        # a lower bound of each student's open day, from this process's own state writes
+        # (days only move forward, whoever writes): the sweep reads only students that may
+        # be behind its day, instead of every student of the partition every course day
+        self._day_floor: dict[StudentKey, int] = {}
         self._cal_cache: dict[bytes, CourseCalendar] = {}
         self.sites = frozenset(sites or ())
         self.max_id_jump = max_id_jump
@@ -381,7 +397,9 @@ class Processor:
         self.metrics.events.labels("dead_letter").inc(rep.dead)
         self.metrics.batch_size.observe(len(records))
         if self.sweep_partitions:
+            ts = time.perf_counter()
             await self._sweep_due(rep)
+            rep.sweep_s = time.perf_counter() - ts
         rep.total_s = time.perf_counter() - t0
         self.metrics.batch_seconds.observe(rep.total_s)
         return rep
@@ -559,6 +577,12 @@ class Processor:
         if write.states or write.counts:
             check_write(write)  # everything validated before the first write
             await self._retry("redis.write", lambda: write_batch(self.redis, write))
+            floor = self._day_floor
+            if len(floor) > 2_000_000:
+                floor.clear()
+            for s in active:
+                if s.st.day is not None and s.key in write.states:
+                    floor[s.key] = s.st.day
         if self.monitor is not None:  # drift counts, withdrawals (stream_app/monitor.py)
             mon, evs = self.monitor, [ev for _, ev in events]
             await self._retry(
@@ -651,13 +675,28 @@ class Processor:
         ok = np.ones(len(active), dtype=bool)
         for v in res.states.values():
             ok &= np.isfinite(v.reshape(len(active), -1)).all(axis=1)
-        for r, risks in enumerate(res.seq_risk):
-            if r < len(ok) and not np.isfinite(risks).all():
+        n_rows = min(len(ok), len(res.seq_risk))
+        for r in range(n_rows):
+            if not np.isfinite(res.seq_risk[r]).all():
                 ok[r] = False
-            elif r < len(ok) and calibrate is not None and len(risks) > active[r].rewarm:
-                days = np.asarray(active[r].commit_days)
-                if not np.isfinite(calibrate(risks[active[r].rewarm :], days)).all():
-                    ok[r] = False
+        if calibrate is not None and n_rows:
+            # the calibration is elementwise: one call over every student's closed days
+            seqs = [res.seq_risk[r][active[r].rewarm :] for r in range(n_rows)]
+            lens = np.fromiter((len(x) for x in seqs), dtype=np.int64, count=n_rows)
+            if lens.sum():
+                days = np.concatenate(
+                    [
+                        np.asarray(active[r].commit_days, dtype=np.int64)
+                        for r in range(n_rows)
+                        if lens[r]
+                    ]
+                )
+                fin = np.isfinite(calibrate(np.concatenate(seqs), days))
+                if not fin.all():
+                    ends = np.cumsum(lens)
+                    for r in range(n_rows):
+                        if lens[r] and not fin[ends[r] - lens[r] : ends[r]].all():
+                            ok[r] = False
         rows = {id(s): r for r, s in enumerate(active)}
         ev_rows = [rows.get(id(students[a.student]), -1) for a in applied]
         ev_risk = np.asarray(res.ev_risk)
@@ -712,15 +751,33 @@ class Processor:
             self._clock_dirty.add(k)
 
     async def _sweep_due(self, rep: BatchReport) -> None:
+        """Sweep and release every (site, course, partition) whose clock advanced. They
+        touch disjoint keys (a partition's students, candidates and book), so they run
+        concurrently: their Redis writes share fsyncs (Redis syncs the AOF once per event
+        loop turn) and their round trips overlap; model work still runs one at a time."""
         due, self._clock_dirty = self._clock_dirty, set()
+        chains = []
         for site, course, partition in sorted(due):
             target = self._clock[(site, course, partition)] - self.sweep_lag_days
             if target > self._swept.get((site, course, partition), -1):
-                await self.sweep(site, course, partition, target, rep)
-                # every day before ``target`` is now closed for all of the partition's
-                # students: their candidates can be admitted
-                await self._release(site, course, partition, target - 1, rep)
-                self._swept[(site, course, partition)] = target
+                chains.append(self._sweep_release(site, course, partition, target))
+        if not chains:
+            return
+        for sub in await asyncio.gather(*chains):
+            rep.merge(sub)
+
+    async def _sweep_release(
+        self, site: str, course: int, partition: int, target: int
+    ) -> BatchReport:
+        rep = BatchReport()
+        await self.sweep(site, course, partition, target, rep)
+        # every day before ``target`` is now closed for all of the partition's students:
+        # their candidates can be admitted
+        tr = time.perf_counter()
+        await self._release(site, course, partition, target - 1, rep)
+        rep.release_s += time.perf_counter() - tr
+        self._swept[(site, course, partition)] = target
+        return rep
 
     async def sweep(
         self, site: str, course: int, partition: int, day: int, rep: BatchReport | None = None
@@ -746,7 +803,9 @@ class Processor:
                     self._partition_cache.clear()
                 self._partition_cache[(site, user)] = part
             if part == partition:
-                mine.append(StudentKey(site, course, user))
+                key = StudentKey(site, course, user)
+                if self._day_floor.get(key, -1) < day:  # else already at ``day`` or later
+                    mine.append(key)
         before = rep.students
         for i in range(0, len(mine), self.sweep_chunk):
             chunk = mine[i : i + self.sweep_chunk]
@@ -917,17 +976,29 @@ class Processor:
         cohort = loaded.calibrator.cohort
         traj_base: list[int] = []
         day_risks: list[list[float]] = []
+        # calibrated closed-day risks of every student in one call (the calibration is
+        # elementwise), then split back per student
+        seqs = [res.seq_risk[r][s.rewarm :] for r, s in enumerate(active)]
+        lens = [len(x) for x in seqs]
+        cal_parts: list[np.ndarray] = []
+        if sum(lens):
+            days = np.concatenate(
+                [
+                    np.asarray(s.commit_days, dtype=np.int64)
+                    for s, n in zip(active, lens, strict=True)
+                    if n
+                ]
+            )
+            cal_all = np.clip(loaded.calibrate(np.concatenate(seqs), days), 0.0, 1.0)
+            cal_parts = np.split(cal_all, np.cumsum(lens)[:-1])
+        empty = np.zeros(0, np.float32)
         for r, s in enumerate(active):
             st = s.st
             alert_before[r] = st.alert
             for k in handle.shapes:
                 st.model_state[k] = res.states[k][r].reshape(-1).copy()
-            seq = res.seq_risk[r][s.rewarm :]
-            cal = (
-                np.clip(loaded.calibrate(seq, np.asarray(s.commit_days)), 0.0, 1.0)
-                if len(seq)
-                else np.zeros(0, np.float32)
-            )
+            seq = seqs[r]
+            cal = cal_parts[r] if lens[r] else empty
             if cohort and len(seq):  # the cohort's day sums (models/cohort.py)
                 ck = caps_key(s.key.site, s.key.course, s.partition)
                 # enrolled that day: from the first record (a late registrant's earlier
@@ -1165,7 +1236,9 @@ class Processor:
             for k, s in students.items():
                 write.states[k] = {"alert": s.st.alert.to_json()}
             if alerts and self.explainer is not None:
+                te = time.perf_counter()
                 alerts = await self._explain(alerts, list(students.values()), handle)
+                rep.explain_s += time.perf_counter() - te
         out = []
         for al in alerts:
             payload = encode(al)

@@ -171,6 +171,9 @@ class Runtime:
                 alerts=len(rep.alerts),
                 ms=round(rep.total_s * 1000, 1),
                 inference_ms=round(rep.inference_s * 1000, 1),
+                sweep_ms=round(rep.sweep_s * 1000, 1),
+                release_ms=round(rep.release_s * 1000, 1),
+                explain_ms=round(rep.explain_s * 1000, 1),
             )
 
 

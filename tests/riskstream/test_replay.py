@@ -342,7 +342,45 @@ def test_oulad_source_is_ordered_limited_and_rewrites_site() -> None:
     assert len(src.calendars) == 1 and src.calendars[0].site == "replay-test"
     assert {p.user_id for p in src.profiles} == src.users
     assert any(e.grade is not None for e in events)  # assessment submissions are events too
+    # the backfill's records, formatted without building the models: byte for byte the same
+    from contracts import encode
+
+    assert src.records is not None
+    want = [(e.key, encode(e), e.time.toordinal()) for e in events]
+    assert list(src.records()) == want
     with pytest.raises(OuladSourceError, match="choose from"):
         load_oulad(OULAD_DIR, "ZZZ/2014B")
     with pytest.raises(OuladSourceError, match="RISKSTREAM_DATA_DIR"):
         load_oulad(OULAD_DIR / "nope", "GGG/2014B")
+
+
+def test_oulad_backfill_records_equal_the_encoded_events_for_every_kind() -> None:
+    """Every kind of OULAD row (enrolment, unenrolment, each click activity, quiz and
+    assignment submissions, graded or not) formats to the bytes ``encode`` gives."""
+    from tests.conftest import OULAD_DIR
+
+    if not (OULAD_DIR / "studentVle.parquet").is_file():
+        pytest.skip(f"OULAD not found at {OULAD_DIR}")
+    from contracts import encode
+    from models import oulad
+
+    o = oulad.Oulad(OULAD_DIR)
+    table = o.event_table("AAA", "2013J", enrolments=True)
+    sub = table[table["submitted"]]
+    # all submissions (graded and not), and 20,000 other rows with every kind and activity
+    sample = (
+        table.groupby(["kind", "activity"], group_keys=False)
+        .head(2000)
+        .pipe(lambda t: t.iloc[:20_000])
+    )
+    rows = sample.combine_first(sub).sort_values("event_id") if len(sub) else sample
+    rows = rows[table.columns].astype(table.dtypes.to_dict())
+    got = list(oulad.event_records(rows, site="bf-test"))
+    want = []
+    for r in rows.itertuples(index=False):
+        ev = oulad.row_to_event(r).model_copy(update={"site": "bf-test"})
+        want.append((ev.key, encode(ev), ev.time.toordinal()))
+    assert got == want
+    kinds = {(int(k), bool(s)) for k, s in zip(rows["kind"], rows["submitted"], strict=True)}
+    assert {(0, False), (0, True), (1, False), (2, False)} <= kinds
+    assert (rows["submitted"] & rows["grade"].isna()).any()  # ungraded: the model path

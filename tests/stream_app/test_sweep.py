@@ -105,3 +105,44 @@ def test_sweep_alerts_do_not_depend_on_the_batching(
         got[merge] = {(a.user_id, a.day, a.alert_id) for a in pub.alerts()}
     assert got[1] == got[4]
     assert {(u, d) for u, d, _ in got[1]} == {(A, 7), (B, 7)}
+
+
+def test_sweep_reads_only_students_that_may_be_behind(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path, monkeypatch: object
+) -> None:
+    """A student this process itself wrote at the sweep's day or later is not read again
+    (their day only moves forward); one it never wrote, or wrote at an earlier day, is."""
+    import stream_app.processor as processor_mod
+
+    handle = handle_for(tmp_path / "a", hidden=8, seed=5)
+    cal = CourseCalendar(site="s1", course_id=7, start=START, length_days=60)
+    redis_client.flushdb()
+    redis_client.set(keys.calendar_key("s1", 7), encode(cal))
+    real = processor_mod.read_batch
+    read: list[list[int]] = []
+
+    async def spy(r, keys_, courses):  # type: ignore[no-untyped-def]
+        read.append(sorted(k.user for k in keys_))
+        return await real(r, keys_, courses)
+
+    monkeypatch.setattr(processor_mod, "read_batch", spy)  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        r = connect(stack.redis_url)
+        proc = Processor(r, ListPublisher(), handle, sweep_partitions=1)
+        await proc.process([record(event(1, A, 0.3), 1), record(event(2, B, 0.3), 2)])
+        await proc.process([record(event(3, A, 5.3), 3)])  # A at day 5, B still at day 0
+        read.clear()
+        assert await proc.sweep("s1", 7, 0, 5) == 1  # B advanced; A not even read
+        assert read == [[B]]
+        read.clear()
+        assert await proc.sweep("s1", 7, 0, 5) == 0  # both known to be at day 5
+        assert read == []
+        fresh = Processor(r, ListPublisher(), handle, sweep_partitions=1)
+        assert await fresh.sweep("s1", 7, 0, 5) == 0  # another process reads both
+        assert read == [[A, B]]
+        await r.aclose()
+
+    asyncio.run(go())
+    st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, B)), handle.n_day)
+    assert st.day == 5 and len(st.traj) == 5
