@@ -2,8 +2,9 @@
 
 A causal Conv1d looks back ``kernel`` days; what lies further back reaches the heads only
 through the parameter-free running aggregates (``models.aggregates``), which the heads read
-directly with the static features (``head_skip``; without it the model sees one week). Like the other models it steps one day at a time for the
-stream (the state keeps the last kernel-1 day vectors) and equals ``forward`` (tested).
+directly with the static features (``head_skip``; without it the model sees one week).
+Like the other models it steps one day at a time for the stream (the state keeps the last
+kernel-1 day vectors) and equals ``forward`` (tested).
 """
 
 from __future__ import annotations

@@ -98,9 +98,9 @@ def simulate(
     return first
 
 
-def precision_by(first: np.ndarray, label: np.ndarray, last_day: np.ndarray, d: int) -> tuple[
-    float | None, float | None, float
-]:
+def precision_by(
+    first: np.ndarray, label: np.ndarray, last_day: np.ndarray, d: int
+) -> tuple[float | None, float | None, float]:
     """(precision, recall, share alerted) among enrolments registered at ``d``."""
     m = last_day >= d
     al = m & (first >= 0) & (first <= d)
@@ -263,9 +263,9 @@ def calibrate_version(
         raise RegistryError(f"no model version {version or 'current'} in {reg.root}")
     cal, th, evidence = fit_policy(sets, target_precision, cohort_weight)
     thresholds = Thresholds.from_dict(th)
-    metrics = json.loads((src / "metrics.json").read_text()) if (
-        src / "metrics.json"
-    ).is_file() else {}
+    metrics = (
+        json.loads((src / "metrics.json").read_text()) if (src / "metrics.json").is_file() else {}
+    )
     metrics["policy_calibration"] = evidence
     new = reg.import_version(
         src,

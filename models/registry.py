@@ -153,7 +153,9 @@ def model_class(kind: str) -> type[nn.Module]:
         from models.ensemble import EnsembleRisk
 
         return EnsembleRisk
-    raise RegistryError(f"unknown model kind {kind!r}; expected 'lstm', 'cnn', 'cnn_lstm' or 'ensemble'")
+    raise RegistryError(
+        f"unknown model kind {kind!r}; expected 'lstm', 'cnn', 'cnn_lstm' or 'ensemble'"
+    )
 
 
 _CORE_FILES = frozenset(

@@ -14,7 +14,9 @@ console = Console()
 
 
 def train(
-    model: str = typer.Option("lstm", "--model", help="lstm, cnn_lstm or cnn (the CNN alone, for the ablation)"),
+    model: str = typer.Option(
+        "lstm", "--model", help="lstm, cnn_lstm or cnn (the CNN alone, for the ablation)"
+    ),
     epochs: int = typer.Option(
         20,
         min=1,

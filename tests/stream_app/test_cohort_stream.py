@@ -30,9 +30,7 @@ def _calibrated(root: Path, weight: float, ref: float, **kw: object):  # type: i
     from models.testing import tiny_model
 
     version = tiny_model(root, **kw)  # type: ignore[arg-type]
-    cal = DayBandCalibrator(
-        a=(1.0,) * 6, b=(0.0,) * 6, cohort_weight=weight, cohort_ref=(ref,) * 6
-    )
+    cal = DayBandCalibrator(a=(1.0,) * 6, b=(0.0,) * 6, cohort_weight=weight, cohort_ref=(ref,) * 6)
     (root / version / "calibration.json").write_text(json.dumps(cal.to_dict()))
     return load_handle(root, "cpu")
 
@@ -43,7 +41,8 @@ def _events() -> list:  # type: ignore[type-arg]
     eid = len(USERS)
     body = []
     for u in USERS:
-        for day in sorted(rng.choice(np.arange(0, DAYS), size=int(rng.integers(3, 12)), replace=False)):
+        size = int(rng.integers(3, 12))
+        for day in sorted(rng.choice(np.arange(0, DAYS), size=size, replace=False)):
             comp = ["mod_quiz", "mod_forum", "mod_page"][int(rng.integers(0, 3))]
             body.append(event(0, u, float(day) + rng.random() * 0.9, component=comp))
     # one student clicks on the last day, so the course clock reaches it
