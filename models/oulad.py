@@ -418,12 +418,16 @@ class Oulad:
 
     def _enrolment_rows(self, course_ids: list[int], users: set[int] | None) -> pd.DataFrame:
         """Registration and unregistration rows (``kind`` 1 and 2) for ``event_table``.
-        A missing registration day counts as the course start."""
+        A missing registration day counts as the course start (or the withdrawal day, if
+        earlier)."""
         enrol = self.enrolments
         enrol = enrol[enrol["course_id"].isin(course_ids)]
         if users is not None:
             enrol = enrol[enrol["user_id"].isin(list(users))]
-        reg = enrol["registration_day"].fillna(0.0).to_numpy(np.float64).astype(np.int64)
+        # a missing registration day counts as the start, or as the withdrawal day when the
+        # student withdrew before the start (a registration never follows its withdrawal)
+        fallback = np.minimum(enrol["withdraw_day"].fillna(0.0), 0.0)
+        reg = enrol["registration_day"].fillna(fallback).to_numpy(np.float64).astype(np.int64)
         gone = enrol[enrol["withdraw_day"].notna()]
 
         def rows(part: pd.DataFrame, day: np.ndarray, kind: int, second: int) -> pd.DataFrame:

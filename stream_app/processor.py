@@ -188,6 +188,11 @@ class _Student:
     created: int | None = None  # course day the student's state was created this batch
     partition: int = 0  # of the events topic: the student's events all come on it
     rejoined: int | None = None  # course day an unenrolled student enrolled again
+    # every unenrolment / re-enrolment applied this batch (the policy book counts each, so
+    # one batch or several give the same enrolled count)
+    unenrolled: list[int] = field(default_factory=list)
+    rejoins: list[int] = field(default_factory=list)
+    alert0: AlertState | None = None  # alert state as read, before this batch's changes
     # alert-policy observations in order: (_EVENT, applied index, day, event id) or
     # (_COMMIT, seq index, day, last applied id) for a committed day without events
     obs: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -433,6 +438,7 @@ class Processor:
         for key in keys:
             st = self._decode(read.states.get(key) or {}, handle)
             s = _Student(key, st, cals[(key.site, key.course)], read.profiles.get(key))
+            s.alert0 = st.alert
             # the partition the student's events come on (all of them: keyed by student);
             # the alert book and candidates are kept per partition
             first = by_key[key][0]
@@ -846,10 +852,12 @@ class Processor:
             if a.left is None:
                 s.st.alert = AlertState(a.armed, a.last_day, a.level, day, a.since)
                 s.left = True
+                s.unenrolled.append(day)
         elif a.left is not None:
             s.st.alert = AlertState(a.armed, a.last_day, a.level, None, a.since)
             s.left = False
             s.rejoined = day
+            s.rejoins.append(day)
 
     def _prepare(self, s: _Student, handle: ModelHandle, day: int, enrolled: bool = False) -> int:
         """Before a student's first applied event of the batch: start a new student, or
@@ -994,7 +1002,8 @@ class Processor:
         empty = np.zeros(0, np.float32)
         for r, s in enumerate(active):
             st = s.st
-            alert_before[r] = st.alert
+            # as read: an enrolment record may have changed it already in ``_run``
+            alert_before[r] = s.alert0 if s.alert0 is not None else st.alert
             for k in handle.shapes:
                 st.model_state[k] = res.states[k][r].reshape(-1).copy()
             seq = seqs[r]
@@ -1058,10 +1067,10 @@ class Processor:
             ck = caps_key(site, course, part)
             if s.created is not None:
                 write.hincrs.append((ck, f"n{max(s.created, 0)}", 1))
-            if s.rejoined is not None:
-                write.hincrs.append((ck, f"n{max(s.rejoined, 0)}", 1))
-            if s.left and s.st.alert.left is not None:
-                write.hincrs.append((ck, f"u{s.st.alert.left}", 1))
+            for d in s.rejoins:
+                write.hincrs.append((ck, f"n{max(d, 0)}", 1))
+            for d in s.unenrolled:
+                write.hincrs.append((ck, f"u{d}", 1))
             for kind, idx, day, trigger in s.obs:
                 if kind != _COMMIT:
                     continue

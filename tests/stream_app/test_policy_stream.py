@@ -123,3 +123,47 @@ def test_unenrolled_students_leave_the_ranking_and_are_never_alerted(
     assert 3 not in members and 4 not in members and 5 in members
     st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, 3)), handle.n_day)
     assert st.alert.left == 2 and st.level == "low"
+
+
+def _book(redis_client: redis.Redis) -> dict[str, int]:
+    raw = redis_client.hgetall(keys.caps_key("s1", 7, 0))
+    return {k.decode(): int(v) for k, v in raw.items() if k.decode()[0] in "nu"}
+
+
+def test_an_unenrolment_on_the_open_day_is_kept_when_it_comes_in_a_later_batch(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The day is open and nothing is committed: the alert state (left) must still be
+    written, or the student goes on being scored and alerted after leaving."""
+    _setup(redis_client)
+    handle = handle_for(tmp_path, constant_risk=0.9)
+    joined = enrolment_event("s1", 7, 5, START, event_id=1)
+    click = event(2, 5, 3.2)
+    gone = enrolment_event("s1", 7, 5, START + timedelta(days=3, hours=20), 3, ended=True)
+    _run(stack.redis_url, handle, [[record(joined, 1)], [record(click, 2)], [record(gone, 3)]])
+    st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, 5)), handle.n_day)
+    assert st.alert.left == 3
+    assert redis_client.zscore(keys.rank_key("s1", 7), "5") is None  # off the ranking
+
+
+def test_leaving_and_rejoining_count_the_same_in_one_batch_or_several(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    handle = handle_for(tmp_path, constant_risk=0.9)
+    evs = [
+        enrolment_event("s1", 7, 5, START, event_id=1),
+        enrolment_event("s1", 7, 5, START + timedelta(days=1, hours=2), 2, ended=True),
+        enrolment_event("s1", 7, 5, START + timedelta(days=1, hours=5), 3),
+        event(4, 5, 2.5),
+    ]
+    recs = [record(e, e.event_id) for e in evs]
+    books, lefts = [], []
+    for batches in ([recs], [[r] for r in recs]):
+        redis_client.flushdb()
+        _setup(redis_client)
+        _run(stack.redis_url, handle, batches)
+        books.append(_book(redis_client))
+        st = decode_state(redis_client.hgetall(keys.state_key("s1", 7, 5)), handle.n_day)
+        lefts.append(st.alert.left)
+    assert books[0] == books[1] == {"n0": 1, "u1": 1, "n1": 1}
+    assert lefts == [None, None]  # enrolled again
