@@ -152,7 +152,8 @@ def decide(
     held = held_risk(recent, th.persist_days)
     if not state.armed and risk < th.rearm:
         state = AlertState(True, state.last_day, state.level, state.left, state.since)
-    if state.left is not None or not state.armed:
+    # left on a later day (an unenrolment further on in the same batch): still enrolled now
+    if (state.left is not None and state.left <= day) or not state.armed:
         return Decision(state, level, False, held)
     if state.since is not None and day < state.since:
         return Decision(state, level, False, held)

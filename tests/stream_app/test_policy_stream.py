@@ -167,3 +167,21 @@ def test_leaving_and_rejoining_count_the_same_in_one_batch_or_several(
         lefts.append(st.alert.left)
     assert books[0] == books[1] == {"n0": 1, "u1": 1, "n1": 1}
     assert lefts == [None, None]  # enrolled again
+
+
+def test_a_later_unenrolment_in_the_same_batch_leaves_earlier_days_alone(
+    stack: Stack, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Day-by-day batches or one batch holding everything: the same alerts. A student who
+    leaves on day 20 was enrolled on days 14-19, whichever batch the unenrolment is in."""
+    th = Thresholds(min_days=14, persist_days=3, day_cap=0.05, week_cap=0.10)
+    handle = handle_for(tmp_path, constant_risk=0.9, thresholds=th)
+    batches = _records(30, unenrol={u: 20 for u in range(1, 11)})
+    got = []
+    for run in (batches, [[r for b in batches for r in b]]):
+        redis_client.flushdb()
+        _setup(redis_client)
+        pub = _run(stack.redis_url, handle, run)
+        got.append(sorted((a.user_id, a.day) for a in pub.alerts()))
+    assert got[0] == got[1]
+    assert any(u <= 10 and 14 <= d < 20 for u, d in got[0])  # leavers alerted before leaving
