@@ -87,7 +87,7 @@ def backfill_command(
     )
 
     def records() -> Iterator[tuple[bytes, bytes, int]]:
-        # batches are cut at UTC midnight (course days start there)
+        # the event's UTC date rides along (run_backfill(cut_days=True) cuts batches there)
         if src.records is not None:  # formatted straight from the OULAD table (fast)
             yield from src.records()
             return

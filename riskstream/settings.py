@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         default=0.05, gt=0, description="Longest wait for events when none are there (s)"
     )
     stream_batch_cap: int = Field(
-        default=0,
+        default=8000,
         ge=0,
         description="Largest micro-batch under a backlog (Faust worker); 0 = BATCH_MAX",
     )

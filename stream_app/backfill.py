@@ -139,9 +139,11 @@ def run_backfill(
     publish: bool = False,
     partitions: int = 4,
     on_progress: Callable[[BackfillReport], None] | None = None,
+    cut_days: bool = False,
 ) -> BackfillReport:
     """Apply ``(key, value[, day])`` event records (in time order) with ``shards`` processes
-    (a batch never spans two values of ``day``, e.g. the event's UTC date), as
+    (with ``cut_days``, a batch never spans two values of ``day``, e.g. the event's UTC
+    date; off by default: the alerts and states do not depend on the batching), as
     the worker would on an events topic of ``partitions`` partitions; ``on_progress`` gets
     the running report after each applied batch."""
     shards = max(1, min(shards, partitions))
@@ -207,9 +209,9 @@ def run_backfill(
             if part is None:
                 part = part_of[key] = shard_of(key, partitions)  # the Kafka partition
             i = part % shards  # whole partitions per process: each stays in order
-            if chunks[i] and day is not None and day != days[i]:
-                put(i, chunks[i])  # a batch never spans two days (the alert policy's
-                chunks[i] = []  # release runs between days, as in live processing)
+            if cut_days and chunks[i] and day is not None and day != days[i]:
+                put(i, chunks[i])  # optional: a batch never spans two days (admission is
+                chunks[i] = []  # batch-invariant, so this only bounds a batch's span)
             days[i] = day
             chunks[i].append((part, key, value))
             if len(chunks[i]) >= batch:
