@@ -28,6 +28,6 @@ def test_train_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "published v0001" in result.output and "ROC-AUC" in result.output
     assert Registry(tmp_path / "reg").load().version == "v0001"
     bad = CliRunner().invoke(app, ["train", "--model", "transformer"])
-    assert bad.exit_code == 1 and "lstm or cnn_lstm" in bad.output
+    assert bad.exit_code == 1 and "lstm, cnn_lstm or cnn" in bad.output
     missing = CliRunner().invoke(app, [*args, "--finetune-from", "v0042"])
     assert missing.exit_code == 1 and "v0042 not found" in missing.output
