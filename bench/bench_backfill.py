@@ -2,7 +2,7 @@
 (stream_app.backfill: N processes split by student, large batches, no broker).
 
 Prints, per worker count, the time to load the OULAD selection and format its records (as
-`riskstream backfill` does; batches cut at UTC midnight), the apply time, the total and
+`riskstream backfill` does; batches not cut at days), the apply time, the total and
 events/s, and writes JSON (machine, load average, commit). The model is the shipped OULAD
 model (models/pretrained, hidden 64); Redis runs as the stack runs it (AOF, fsync always).
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for n in a.workers:
                 t0 = time.perf_counter()
                 src = load_oulad(oulad_dir(), a.oulad, "oulad", a.max_students)
-                # as `riskstream backfill`: (key, JSON, UTC day) records, batches cut at days
+                # as `riskstream backfill`: (key, JSON, UTC day) records (no cut at days)
                 if src.records is not None:
                     events = list(src.records())
                 else:
