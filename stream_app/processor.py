@@ -982,6 +982,7 @@ class Processor:
         created_json = json.dumps(created.isoformat().replace("+00:00", "Z"))
         alert_before = {}
         cohort = loaded.calibrator.cohort
+        cohort_sums: dict[tuple[str, int], list[int]] = {}  # (book, day) -> [sum, count]
         traj_base: list[int] = []
         day_risks: list[list[float]] = []
         # calibrated closed-day risks of every student in one call (the calibration is
@@ -1015,8 +1016,9 @@ class Processor:
                 left, since = st.alert.left, st.alert.since or 0
                 for d, q in zip(s.commit_days, quantized_logit(seq).tolist(), strict=True):
                     if since <= d and (left is None or left > d):
-                        write.hincrs.append((ck, f"ls{d}", int(q)))
-                        write.hincrs.append((ck, f"ln{d}", 1))
+                        tot = cohort_sums.setdefault((ck, d), [0, 0])
+                        tot[0] += int(q)
+                        tot[1] += 1
             traj_base.append(len(st.traj))
             day_risks.append(cal.tolist())
             if len(cal):
@@ -1024,6 +1026,10 @@ class Processor:
             if s.commit_req:
                 assert st.win is not None
                 st.win = np.concatenate([st.win, commit_vec[s.commit_req]])[-self.window_days :]
+        # one increment per course book and day, however many students closed it here
+        for (ck, d), (total, count) in sorted(cohort_sums.items()):
+            write.hincrs.append((ck, f"ls{d}", total))
+            write.hincrs.append((ck, f"ln{d}", count))
         alerts = await self._policy(active, traj_base, day_risks, handle, th, created, write)
         for r, s in enumerate(active):
             st = s.st
